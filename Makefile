@@ -1,0 +1,40 @@
+# Every target creates .venv and installs what it needs: nothing installed by hand is assumed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench soak clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,loadtest,metrics]'
+	touch $@
+
+install: $(VENV)/.installed
+
+certs/hostcert.pem: | $(VENV)/.installed
+	$(BIN)/tornado-certs --dir certs
+
+certs/proxy.pem: certs/hostcert.pem
+	$(BIN)/tornado-proxy-init --cert certs/usercert.pem --key certs/userkey.pem --out certs/proxy.pem --group dirac_user
+
+demo: $(VENV)/.installed certs/proxy.pem
+	@echo
+	@echo "Demo server on https://localhost:8443 -- in another shell:"
+	@echo "  export X509_CERT_DIR=$(CURDIR)/certs/certificates X509_USER_PROXY=$(CURDIR)/certs/proxy.pem"
+	@echo "  $(BIN)/tornado-rpc --cfg cs/dirac.cfg Framework/Dummy ping"
+	@echo "  $(BIN)/tornado-rpc --cfg cs/dirac.cfg Framework/Dummy add 2 3"
+	@echo
+	$(BIN)/tornado-start-all --cfg cs/dirac.cfg
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) certs/*.pem certs/certificates
