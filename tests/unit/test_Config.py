@@ -323,3 +323,29 @@ def test_concurrent_reads_and_writes_stay_consistent():
         thread.join()
     assert errors == []
     assert client.getValue("/A/Value", 0) == 199
+
+
+def test_option_and_section_of_the_same_name_later_one_wins():
+    client = ConfigurationClient(ConfigurationData())
+    assert client.loadCFGFromString("A\n{\n  X = 1\n  Keep = k\n}\n")["OK"]
+    assert client.loadCFGFromString("A\n{\n  X\n  {\n    Y = 2\n  }\n}\n")["OK"]
+    assert client.getValue("/A/X/Y") == "2"
+    assert client.getValue("/A/Keep") == "k"
+    assert client.loadCFGFromString("A\n{\n  X = back\n}\n")["OK"]
+    assert client.getValue("/A/X") == "back"
+    assert client.loadRemoteCFG("A\n{\n  X\n  {\n    Z = remote\n  }\n  R = r\n}\n")["OK"]
+    assert client.getValue("/A/X") == "back"
+    assert client.getValue("/A/R") == "r"
+    assert client.getSections("/A")["Value"] == []
+
+
+def test_merged_cfg_keeps_order_and_is_a_copy():
+    client = ConfigurationClient(ConfigurationData())
+    client.loadRemoteCFG("S\n{\n  B = 1\n  A = 2\n}\nT\n{\n}\n")
+    client.loadCFGFromString("S\n{\n  C = 3\n  A = local\n}\n")
+    merged = client.getMergedCFG()
+    assert merged["S"].listOptions() == ["B", "A", "C"]
+    assert merged.getOption("/S/A") == "local"
+    merged.setOption("/S/A", "mutated")
+    assert client.getValue("/S/A") == "local"
+    assert client.getOptions("/S")["Value"] == ["B", "A", "C"]

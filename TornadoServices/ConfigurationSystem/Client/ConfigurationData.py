@@ -2,7 +2,7 @@
 
 ``ConfigurationData`` keeps two ``diraccfg.CFG`` trees, the *local* one (files, ``-o`` overrides,
 ``setOptionValue``) and the *remote* one (downloaded from the Configuration service), and publishes
-their merge (``remote.mergeWith(local)``: local wins) as an immutable ``ConfigurationSnapshot`` of plain
+their merge (remote overridden by local, see ``mergeCFG``) as an immutable ``ConfigurationSnapshot`` of plain
 dicts. Readers never lock: they grab the current snapshot, whose ``generation`` increases on every
 change, and whose memo table lets callers cache derived data (typed values, URL lists, Registry
 indices) for exactly as long as the configuration stays the same.
@@ -26,6 +26,7 @@ __all__ = [
     "gConfigurationData",
     "loadCFGFromText",
     "loadCFGFromYAML",
+    "mergeCFG",
     "splitPath",
     "toCFGValue",
 ]
@@ -61,6 +62,37 @@ def toCFGValue(value: Any) -> str:
     if isinstance(value, (list, tuple, set, frozenset)):
         return ", ".join(toCFGValue(item) for item in value)
     return str(value)
+
+
+def _mergeInto(target: CFG, source: CFG) -> None:
+    """Merge ``source`` into ``target`` in place: source wins, also when one side has an option and the other a section."""
+    for key in source.listAll():
+        value = source[key]
+        comment = source.getComment(key)
+        if isinstance(value, CFG):
+            if target.isSection(key):
+                _mergeInto(target[key], value)  # type: ignore[arg-type]
+                if comment:
+                    target.setComment(key, comment)
+                continue
+            if target.existsKey(key):
+                target.deleteKey(key)
+            target.createNewSection(key, comment, value.clone())
+        else:
+            if target.isSection(key):
+                target.deleteKey(key)
+            target.setOption(key, value, comment)
+
+
+def mergeCFG(base: CFG, override: CFG) -> CFG:
+    """Return a new CFG with ``override`` merged over ``base`` (neither is modified).
+
+    Unlike ``CFG.mergeWith`` this keeps the base order, shares no sections with its inputs and does not
+    fail when a name is an option on one side and a section on the other (the override wins).
+    """
+    merged = base.clone()
+    _mergeInto(merged, override)
+    return merged
 
 
 # --------------------------------------------------------------------------------------------------
@@ -298,14 +330,14 @@ class ConfigurationData:
             return snapshot
         with self._lock:
             if self._snapshot is None:
-                merged = self._remote.mergeWith(self._local)
+                merged = mergeCFG(self._remote, self._local)
                 self._snapshot = ConfigurationSnapshot(self._generation, merged.getAsDict())
             return self._snapshot
 
     def getMergedCFG(self) -> CFG:
         """Return a copy of the merged configuration (remote overridden by local)."""
         with self._lock:
-            return self._remote.mergeWith(self._local).clone()
+            return mergeCFG(self._remote, self._local)
 
     def getLocalCFG(self) -> CFG:
         """Return a copy of the local configuration (files and overrides)."""
@@ -412,9 +444,8 @@ class ConfigurationData:
 
     def mergeWithLocal(self, cfg: CFG, source: str | None = None) -> None:
         """Merge ``cfg`` over the local configuration (its values win)."""
-        cfg = cfg.clone()
         with self._lock:
-            self._local = self._local.mergeWith(cfg)
+            self._local = mergeCFG(self._local, cfg)
             if source:
                 self._loadedFiles.append(source)
             self._changed()
@@ -460,7 +491,7 @@ class ConfigurationData:
                 section = section[part]  # type: ignore[assignment]
             if section.isSection(parts[-1]):
                 raise ValueError(f"cannot set option {path!r}: it is a section")
-            section.setOption(parts[-1], toCFGValue(value))
+            section.setOption(parts[-1], toCFGValue(value).strip())
             self._changed()
         self._notify(False)
 
