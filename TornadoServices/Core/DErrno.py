@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import threading
-from typing import Any, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 # Generic (10XX): Python related 100X, files 101X
 ETYPE = 1000
@@ -188,25 +188,36 @@ def _messageMatches(message: str, candidate: int) -> bool:
 
 
 def registerErrors(
-    errors: Mapping[str, int],
-    descriptions: Mapping[int, str],
-    compatStrings: Mapping[int, Iterable[str]] | None = None,
+    errors: Mapping[str, Union[int, Tuple[int, str]]],
+    descriptions: Optional[Mapping[int, str]] = None,
+    compatStrings: Optional[Mapping[int, Iterable[str]]] = None,
 ) -> None:
-    """Add extension error codes (name -> code, code -> description) and expose the names here."""
+    """Add extension error codes and expose their names here.
+
+    ``errors`` maps a name to ``(code, description)``, or to a bare code described in ``descriptions``;
+    ``compatStrings`` adds old message fragments that :func:`cmpError` also recognises.
+    """
+    newNames: Dict[str, int] = {}
+    newTexts: Dict[int, str] = dict(descriptions or {})
+    for name, definition in errors.items():
+        code = definition[0] if isinstance(definition, tuple) else definition
+        if isinstance(definition, tuple):
+            newTexts[code] = definition[1]
+        if not isinstance(name, str) or not name.isidentifier() or not isinstance(code, int) or isinstance(code, bool):
+            raise ValueError(f"registerErrors: invalid error definition {name!r} = {definition!r}")
+        newNames[name] = code
     with _registryLock:
-        for name, code in errors.items():
-            if not name.isidentifier() or not isinstance(code, int) or isinstance(code, bool):
-                raise ValueError(f"registerErrors: invalid error definition {name!r} = {code!r}")
+        for name, code in newNames.items():
             known = dErrorCode.get(code)
             if known is not None and known != name:
                 raise ValueError(f"registerErrors: code {code} is already {known}, cannot also be {name}")
-            if code not in descriptions and code not in dStrError:
+            if code not in newTexts and code not in dStrError:
                 raise ValueError(f"registerErrors: error {name} ({code}) has no description")
         module = sys.modules[__name__]
-        for name, code in errors.items():
+        for name, code in newNames.items():
             dErrorCode[code] = name
             setattr(module, name, code)
-        dStrError.update(descriptions)
+        dStrError.update(newTexts)
         for code, fragments in (compatStrings or {}).items():
             compatErrorString.setdefault(code, []).extend(fragments)
 

@@ -115,12 +115,13 @@ def registerSerializable(
 def _default(obj: Any) -> Any:
     """Convert the non-JSON types JEncode knows into their marker dicts (called by the C encoder)."""
     if isinstance(obj, datetime.datetime):
-        return {
-            "__dCls": "dt",
-            "obj": "%04d-%02d-%02d %02d:%02d:%02d" % (obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second),
-        }
+        if obj.microsecond or obj.tzinfo is not None or type(obj) is not datetime.datetime:
+            obj = datetime.datetime(obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second)
+        return {"__dCls": "dt", "obj": obj.isoformat(" ")}
     if isinstance(obj, datetime.date):
-        return {"__dCls": "date", "obj": "%04d-%02d-%02d" % (obj.year, obj.month, obj.day)}
+        if type(obj) is not datetime.date:
+            obj = datetime.date(obj.year, obj.month, obj.day)
+        return {"__dCls": "date", "obj": obj.isoformat()}
     if isinstance(obj, JSerializable):
         return obj._toJSON()
     if isinstance(obj, bytes):
@@ -168,24 +169,29 @@ def encode(inData: Any) -> str:
         raise EncodeError(f"JEncode cannot encode this value: {exc}") from exc
 
 
-_DT_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\Z", re.ASCII)
-_DATE_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)\Z", re.ASCII)
 _WS_RE = re.compile(r"[ \t\n\r]*")
 
 
 def _parseDatetime(text: Any) -> datetime.datetime:
-    """Parse a ``dt`` marker value; the common zero-padded form avoids strptime."""
-    match = _DT_RE.match(text) if isinstance(text, str) else None
-    if match:
-        return datetime.datetime(*map(int, match.groups()))
+    """Parse a ``dt`` marker value: the canonical form with fromisoformat, anything else as strptime does."""
+    if isinstance(text, str) and len(text) == 19 and text[10] == " " and text[4] == "-":
+        try:
+            parsed = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                return parsed
     return datetime.datetime.strptime(text, DATETIME_DEFAULT_FORMAT)
 
 
 def _parseDate(text: Any) -> datetime.date:
-    """Parse a ``date`` marker value; the common zero-padded form avoids strptime."""
-    match = _DATE_RE.match(text) if isinstance(text, str) else None
-    if match:
-        return datetime.date(*map(int, match.groups()))
+    """Parse a ``date`` marker value: the canonical form with fromisoformat, anything else as strptime does."""
+    if isinstance(text, str) and len(text) == 10 and text[4] == "-" and text[7] == "-":
+        try:
+            return datetime.date.fromisoformat(text)
+        except ValueError:
+            pass
     return datetime.datetime.strptime(text, DATETIME_DEFAULT_DATE_FORMAT).date()
 
 

@@ -69,6 +69,12 @@ def test_registerErrors_exposes_names_and_messages():
     DErrno.registerErrors({"ETESTEXT": 3901}, {3901: "Test extension error"})
 
 
+def test_registerErrors_single_mapping_form():
+    DErrno.registerErrors({"ETESTPAIR": (3904, "Paired definition")})
+    assert DErrno.ETESTPAIR == 3904  # type: ignore[attr-defined]
+    assert DErrno.strerror(3904) == "Paired definition"
+
+
 def test_registerErrors_refuses_conflicts_and_missing_descriptions():
     with pytest.raises(ValueError, match="already ENOAUTH"):
         DErrno.registerErrors({"EMINE": 1111}, {1111: "mine"})

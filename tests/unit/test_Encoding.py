@@ -1,5 +1,6 @@
 """Encoding (JEncode): byte compatibility with DIRAC, allow-listed objects, malformed input."""
 
+import base64
 import datetime
 import decimal
 import json
@@ -364,3 +365,35 @@ def test_arbitrary_bytes_never_escape_as_other_errors(data):
         decode(data)
     except DecodeError:
         pass
+
+
+def _referenceDefault(obj):
+    """The JEncode fallback as the specification describes it, used as an oracle for byte compatibility."""
+    if isinstance(obj, datetime.datetime):
+        return {"__dCls": "dt", "obj": obj.strftime("%Y-%m-%d %H:%M:%S")}
+    if isinstance(obj, datetime.date):
+        return {"__dCls": "date", "obj": obj.strftime("%Y-%m-%d")}
+    if isinstance(obj, bytes):
+        return {"__dCls": "b64", "obj": base64.b64encode(obj).decode()}
+    raise TypeError(type(obj))
+
+
+_oracleLeaves = (
+    _scalars
+    | st.binary(max_size=20)
+    | st.datetimes(min_value=datetime.datetime(1000, 1, 1), timezones=st.none())
+    | st.dates(min_value=datetime.date(1000, 1, 1))
+)
+_oracleKeys = st.text(max_size=6) | st.integers() | st.booleans() | st.none() | st.floats(allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        _oracleLeaves,
+        lambda c: st.lists(c, max_size=4) | st.tuples(c) | st.dictionaries(_oracleKeys, c, max_size=4),
+        max_leaves=25,
+    )
+)
+def test_bytes_identical_to_reference_json_dumps(value):
+    assert encode(value) == json.dumps(value, default=_referenceDefault)
