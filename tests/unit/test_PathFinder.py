@@ -120,7 +120,7 @@ def test_dirac9_sections(dirac9):
     assert PathFinder.getServiceSection("Framework", "Dummy") == "/Systems/Framework/Services/Dummy"
     assert PathFinder.getAPISection("Framework/Auth") == "/Systems/Framework/APIs/Auth"
     assert PathFinder.getAgentSection("WorkloadManagement/Optimizer") == "/Systems/WorkloadManagement/Agents/Optimizer"
-    assert PathFinder.getExecutorSection("WorkloadManagement/JobPath") == "/Systems/WorkloadManagement/Executors/JobPath"
+    assert PathFinder.getExecutorSection("WMS/JobPath") == "/Systems/WMS/Executors/JobPath"
     assert PathFinder.getDatabaseSection("Framework/ProxyDB") == "/Systems/Framework/Databases/ProxyDB"
     assert PathFinder.getSystemURLSection("Framework") == "/Systems/Framework/URLs"
     assert gConfig.getValue(f"{PathFinder.getServiceSection('Framework/Dummy')}/Protocol") == "https"
@@ -149,7 +149,11 @@ def test_old_layout_main_servers_prefer_setup_operations(oldLayout):
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("Framework/Dummy", ("Framework", "Dummy")), ("/Framework/Dummy/", ("Framework", "Dummy")), (" A / B ", ("A", "B"))],
+    [
+        ("Framework/Dummy", ("Framework", "Dummy")),
+        ("/Framework/Dummy/", ("Framework", "Dummy")),
+        (" A / B ", ("A", "B")),
+    ],
 )
 def test_divide_full_name(name, expected):
     assert PathFinder.divideFullName(name) == expected

@@ -65,7 +65,7 @@ def toCFGValue(value: Any) -> str:
 
 
 def _mergeInto(target: CFG, source: CFG) -> None:
-    """Merge ``source`` into ``target`` in place: source wins, also when one side has an option and the other a section."""
+    """Merge ``source`` into ``target`` in place; source wins, even over a section/option of the same name."""
     for key in source.listAll():
         value = source[key]
         comment = source.getComment(key)
@@ -148,7 +148,7 @@ def _scanCFGText(text: str, source: str) -> None:
                     )
                 if name in frame.options:
                     raise CFGSyntaxError(
-                        source, nameLine, f"section {name!r} clashes with the option defined at line {frame.options[name]}"
+                        source, nameLine, f"section {name!r} clashes with the option at line {frame.options[name]}"
                     )
                 frame.sections[name] = nameLine
                 stack.append(_Frame(name, nameLine))
@@ -168,7 +168,7 @@ def _scanCFGText(text: str, source: str) -> None:
                     )
                 if sawBrace:
                     raise CFGSyntaxError(
-                        source, lineNo, "an option must be on its own line, not after '{' or '}' (one statement per line)"
+                        source, lineNo, "an option must be on its own line, not after '{' or '}'"
                     )
                 isAppend = char == "+"
                 name = line.split("+=" if isAppend else "=")[0].strip()
@@ -176,10 +176,10 @@ def _scanCFGText(text: str, source: str) -> None:
                 frame = stack[-1]
                 if name in frame.sections:
                     raise CFGSyntaxError(
-                        source, lineNo, f"option {name!r} clashes with the section defined at line {frame.sections[name]}"
+                        source, lineNo, f"option {name!r} clashes with the section at line {frame.sections[name]}"
                     )
                 if isAppend and name not in frame.options:
-                    raise CFGSyntaxError(source, lineNo, f"'{name} +=' appends to an option that was not defined before")
+                    raise CFGSyntaxError(source, lineNo, f"'{name} +=' appends to an option not defined before")
                 frame.options.setdefault(name, lineNo)
                 buffer = ""
                 break
@@ -193,7 +193,9 @@ def _scanCFGText(text: str, source: str) -> None:
                     )
                 pending, pendingLine = buffer, lineNo
     if pending:
-        raise CFGSyntaxError(source, pendingLine, f"{pending.strip()!r} is neither 'name = value' nor a section 'name {{'")
+        raise CFGSyntaxError(
+            source, pendingLine, f"{pending.strip()!r} is neither 'name = value' nor a section 'name {{'"
+        )
     if len(stack) > 1:
         frame = stack[-1]
         raise CFGSyntaxError(source, frame.line, f"section {frame.name!r} is never closed (missing '}}')")

@@ -42,7 +42,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "%(default)" in text or "(default:" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+        if "%(default)" in text or "(default:" in text:
+            return text
+        if action.default is argparse.SUPPRESS or not action.option_strings:
             return text
         default = action.default
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
@@ -59,7 +61,9 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 class _OverrideAction(argparse.Action):
     """Collect ``-o /Path/To/Option=value`` overrides, rejecting ones without '=' or path."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None) -> None:
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
         text = str(values)
         path, sep, value = text.partition("=")
         if not sep or not path.strip().strip("/"):
@@ -69,7 +73,9 @@ class _OverrideAction(argparse.Action):
         setattr(namespace, self.dest, overrides)
 
 
-def makeParser(prog: str, description: str, epilog: str | None = None, positionalCfg: bool = True) -> argparse.ArgumentParser:
+def makeParser(
+    prog: str, description: str, epilog: str | None = None, positionalCfg: bool = True
+) -> argparse.ArgumentParser:
     """Create the shared parser: --cfg, positional *.cfg, -o/--option, -d (-dd, -ddd), --json-logs, -h."""
     loadOrder = (
         "Configuration is read from $DIRACSYSCONFIG (comma-separated files), ~/.dirac.cfg,\n"
@@ -163,7 +169,9 @@ def configurationFiles(cfgFiles: Sequence[str] = ()) -> list[tuple[str, bool]]:
     return files
 
 
-def loadConfiguration(cfgFiles: Sequence[str] = (), overrides: Sequence[tuple[str, str]] = (), ignoreErrors: bool = False) -> list[str]:
+def loadConfiguration(
+    cfgFiles: Sequence[str] = (), overrides: Sequence[tuple[str, str]] = (), ignoreErrors: bool = False
+) -> list[str]:
     """Load the configuration in DIRAC 9 order into gConfig; return the files read; raise ConfigurationError."""
     from TornadoServices.Core.Logging import gLogger
 

@@ -139,14 +139,14 @@ def getSystemFailoverURLSection(system: str) -> str:
 
 
 def getTornadoPort() -> int:
-    """Return the port of the shared HTTPS server: /Systems/Tornado/Port (old layout: …/Tornado/<Instance>/Port), else 8443."""
+    """Return the shared HTTPS port: /Systems/Tornado/Port (old layout …/Tornado/<Instance>/Port), else 8443."""
     return gConfig.getValue(f"{getSystemSection('Tornado')}/Port", DEFAULT_TORNADO_PORT)
 
 
 def checkComponentURL(
     componentURL: str, system: str | None = None, component: str | None = None, pathMandatory: bool = False
 ) -> str:
-    """Normalise a service URL: default ports (https 443, http 80), path /<S>/<C> when empty; RuntimeError if invalid."""
+    """Normalise a service URL: default port (https 443, http 80), path /<S>/<C> when empty; RuntimeError if bad."""
     text = componentURL.strip()
     try:
         url = urlsplit(text)
@@ -175,7 +175,7 @@ def checkComponentURL(
 
 
 def getMainServers() -> list[str]:
-    """Return the hosts replacing $MAINSERVERS$: /Operations/Defaults/MainServers (old layout: /Operations/<Setup>/ first)."""
+    """Return the hosts for $MAINSERVERS$: /Operations/Defaults/MainServers (old layout: <Setup> section first)."""
     setup = getSetup()
     if setup:
         servers = gConfig.getValue(f"/Operations/{setup}/MainServers", [])
@@ -185,7 +185,7 @@ def getMainServers() -> list[str]:
 
 
 def _expandURLs(optionPath: str, system: str, component: str) -> tuple[str, ...]:
-    """Read a URL list option, expand $MAINSERVERS$, normalise and de-duplicate (first one kept); bad entries are logged and skipped."""
+    """Read a URL list: expand $MAINSERVERS$, normalise, de-duplicate keeping the first; log and skip bad entries."""
     result: dict[str, None] = {}
     for entry in gConfig.getValue(optionPath, []):
         candidates = [entry]

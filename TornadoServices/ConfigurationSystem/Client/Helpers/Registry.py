@@ -117,7 +117,9 @@ class _RegistryIndex:
         self.groupProperties = {group: _split(options.get("Properties")) for group, options in self.groups.items()}
         self.hostProperties = {host: _split(options.get("Properties")) for host, options in self.hosts.items()}
         self.groupVO = {group: options.get("VO", "").strip() for group, options in self.groups.items()}
-        self.userSuspendedVOs = {user: frozenset(_split(options.get("Suspended"))) for user, options in self.users.items()}
+        self.userSuspendedVOs = {
+            user: frozenset(_split(options.get("Suspended"))) for user, options in self.users.items()
+        }
 
 
 def _index() -> _RegistryIndex:
@@ -208,7 +210,7 @@ def getGroupsForDN(dn: str, groupsList: Iterable[str] | None = None) -> dict:
 
 
 def findDefaultGroupForUser(userName: str) -> dict:
-    """Return S_OK(group): the first of the user's DefaultGroup + /Registry/DefaultGroup it belongs to, else its first group."""
+    """Return S_OK(group): first of DefaultGroup + /Registry/DefaultGroup the user is in, else its first group."""
     index = _index()
     userGroups = index.userGroups.get(userName)
     if not userGroups:
@@ -272,7 +274,9 @@ def getPropertiesForHost(hostName: str, defaultValue: list[str] | None = None) -
     return list(props)
 
 
-def getPropertiesForEntity(group: str, name: str = "", dn: str = "", defaultValue: list[str] | None = None) -> list[str]:
+def getPropertiesForEntity(
+    group: str, name: str = "", dn: str = "", defaultValue: list[str] | None = None
+) -> list[str]:
     """Return the properties of a host (group "hosts", found by name or DN) or of a group."""
     if group == "hosts":
         if not name:
