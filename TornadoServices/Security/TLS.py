@@ -63,10 +63,13 @@ def _loadCAs(ctx: ssl.SSLContext, caPath: str) -> None:
 
 def _loadCertChain(ctx: ssl.SSLContext, certFile: str, keyFile: Optional[str]) -> None:
     """Present ``certFile`` (leaf first, then its chain) with the key in ``keyFile`` (or in certFile itself)."""
+    for path, what in ((certFile, "certificate"), (keyFile, "private key")):
+        if path and not os.path.isfile(path):
+            raise TLSConfigurationError(
+                f"{what} file {path!r} not found: check the path, or run tornado-certs / tornado-proxy-init"
+            )
     try:
         ctx.load_cert_chain(certFile, keyFile or certFile)
-    except FileNotFoundError as exc:
-        raise TLSConfigurationError(f"certificate or key file not found: {exc.filename}") from exc
     except ssl.SSLError as exc:
         raise TLSConfigurationError(
             f"cannot use certificate {certFile!r} with key {keyFile or certFile!r}: {exc.reason or exc}"

@@ -262,12 +262,6 @@ def _registry():
     return Registry
 
 
-def _gConfig():
-    from TornadoServices.ConfigurationSystem.Client.Config import gConfig
-
-    return gConfig
-
-
 class X509Chain:
     """Certificate chain, leaf first, with an optional private key for the leaf (DIRAC API, S_OK/S_ERROR)."""
 
@@ -544,9 +538,8 @@ class X509Chain:
 
     @staticmethod
     def _voForGroup(group: str) -> str:
-        """VO of a group: ``/DIRAC/VirtualOrganization`` when set, else the group's ``VO`` option."""
-        vo = _gConfig().getValue("/DIRAC/VirtualOrganization", "")
-        return vo or _registry().getVOForGroup(group) or ""
+        """VO of a group: ``/DIRAC/VirtualOrganization`` when set, else the group's ``VO`` option, else ""."""
+        return _registry().getVOForGroup(group) or ""
 
     @staticmethod
     def _addUserRegistryInfo(cred: dict) -> None:
