@@ -270,3 +270,15 @@ def test_gateways(dirac9):
         "https://gw1.example.org:8443/Framework/Dummy",
         "https://gw2.example.org:443/Framework/Dummy",
     ]
+
+
+def test_setups_section_alone_does_not_select_the_old_layout():
+    gConfig.reset()
+    gConfig.loadCFGFromString(OLD_LAYOUT.replace("  Setup = Production\n", ""))
+    try:
+        assert PathFinder.getSetup() == ""
+        assert PathFinder.getServiceSection("Framework/Dummy") == "/Systems/Framework/Services/Dummy"
+        assert PathFinder.getTornadoPort() == 8443
+        assert PathFinder.getServiceURLs("Framework/Dummy") == []
+    finally:
+        gConfig.reset()
