@@ -21,6 +21,8 @@ digit limit, bad markers, refused classes. :class:`EncodeError` (a ``TypeError``
 JSON cannot carry (set, Decimal, time, ...) and for circular or too deeply nested structures. Strings
 holding lone surrogates (``"\\ud800"``) are accepted and re-encoded as escapes, as ``json`` does.
 Years below 1000 are zero-padded to four digits (``0999-01-01``), which DIRAC's decoder also reads.
+As in DIRAC, a plain dict that carries a ``__dCls`` key is read as a marker (an empty or null one is
+dropped). Passing something other than str/bytes to :func:`decode` is a programming error (TypeError).
 """
 
 from __future__ import annotations
