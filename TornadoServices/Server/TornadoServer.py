@@ -1,0 +1,436 @@
+"""The HTTPS service container: every CS service with ``Protocol = https`` on one port, in one event loop.
+
+::
+
+    server = TornadoServer()            # services from the CS, port /Systems/Tornado/Port (8443)
+    server.startTornado()               # blocks until stop() (or SIGINT/SIGTERM in tornado-start-all)
+
+Everything that can fail is checked before the first request: handler import, ``initializeHandler``, host
+certificate, CA directory, port. :class:`TornadoServerError` names the problem and the fix. Limits and TLS
+choices are constructor arguments; an argument left ``None`` is read from ``/Systems/Tornado/<Option>``
+(see :data:`TornadoServices.Server.private.Settings.OPTIONS` for names and defaults).
+"""
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import threading
+from typing import Any, Iterable, Optional, Union
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from TornadoServices.ConfigurationSystem.Client import PathFinder
+from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+from TornadoServices.Core.Encoding import encode
+from TornadoServices.Core.Logging import gLogger
+from TornadoServices.Core.ReturnValues import S_ERROR, isReturnStructure
+from TornadoServices.Security import Locations, TLS
+from TornadoServices.Server.AuthManager import AuthManager
+from TornadoServices.Server.HandlerManager import HandlerInfo, HandlerManager, getExtensions
+from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
+from TornadoServices.Server.private.Runtime import ComponentRuntime
+from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
+from TornadoServices.Server.private.Settings import ServerSettings
+from TornadoServices.Server.private.Stats import ServerStats
+from TornadoServices.Server.TornadoService import TornadoService
+
+__all__ = ["TornadoServer", "TornadoServerError"]
+
+
+class TornadoServerError(RuntimeError):
+    """The server cannot start; ``kind`` is one of services, handler, certificate, ca, tls, port, config."""
+
+    def __init__(self, message: str, kind: str = "config") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _NotFoundHandler(tornado.web.RequestHandler):
+    """Any path that is not a service: 404 with an S_ERROR body, whatever the HTTP method."""
+
+    SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")  # type: ignore[assignment]
+
+    def prepare(self) -> None:
+        stats: ServerStats = self.settings["tornadoServicesStats"]
+        stats.requests += 1
+        stats.requestsByStatus[404] += 1
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json")
+        path = self.request.path
+        self.finish(encode(stripCallStacks(S_ERROR(f"Unknown service: nothing is served at {path} (services are at /<System>/<Service>)"))))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(encode(stripCallStacks(S_ERROR(f"{status_code} {self._reason}"))))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        gLogger.getSubLogger("Tornado").verbose("HTTP error", f"{self.request.method} {self.request.uri}: {value}")
+
+
+def _quietAccessLog(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's own access log is replaced by the services' "Returning response" lines."""
+    if isinstance(handler, _NotFoundHandler):
+        gLogger.getSubLogger("Tornado").info(
+            "Returning response", f"({handler.request.remote_ip}) {handler.request.method} {handler.request.path} ERROR 404"
+        )
+
+
+class _ServiceHTTPServer(HTTPServer):
+    """Tornado's HTTPServer plus a connection limit and connection counters."""
+
+    tsStats: ServerStats
+    tsMaxConnections: int
+
+    def handle_stream(self, stream: Any, address: tuple) -> None:
+        stats = self.tsStats
+        if len(self._connections) >= self.tsMaxConnections:
+            stats.connectionsRejected += 1
+            stream.close()
+            return
+        stats.openConnections += 1
+        if hasattr(stream, "wait_for_handshake"):
+            stream.wait_for_handshake().add_done_callback(self._handshakeDone)
+        super().handle_stream(stream, address)
+
+    def _handshakeDone(self, future: "asyncio.Future[Any]") -> None:
+        if future.cancelled() or future.exception() is not None:
+            self.tsStats.handshakeFailures += 1
+        else:
+            self.tsStats.connectionsAccepted += 1
+
+    def on_close(self, server_conn: object) -> None:
+        self.tsStats.openConnections -= 1
+        super().on_close(server_conn)
+
+
+class TornadoServer:
+    """Serves HTTPS RPC services (DIRAC ``TornadoServer`` API: ``startTornado()``)."""
+
+    def __init__(
+        self,
+        services: Union[bool, str, Iterable[str]] = True,
+        port: Optional[int] = None,
+        *,
+        address: Optional[str] = None,
+        maxBodySize: Optional[int] = None,
+        maxUploadSize: Optional[int] = None,
+        maxHeaderSize: Optional[int] = None,
+        idleConnectionTimeout: Optional[float] = None,
+        bodyTimeout: Optional[float] = None,
+        uploadTimeout: Optional[float] = None,
+        maxConnections: Optional[int] = None,
+        crlCheck: Optional[str] = None,
+        sslMinVersion: Optional[str] = None,
+        sslMaxVersion: Optional[str] = None,
+        sslCiphers: Optional[str] = None,
+        maxThreads: Optional[int] = None,
+        maxWaitingPetitions: Optional[int] = None,
+        acceptLimitedProxies: Optional[bool] = None,
+        shutdownTimeout: Optional[float] = None,
+        compressResponse: Optional[bool] = None,
+        hostname: Optional[str] = None,
+        certFile: Optional[str] = None,
+        keyFile: Optional[str] = None,
+        caPath: Optional[str] = None,
+    ) -> None:
+        """Load the handlers of ``services`` (True = every https service of the CS, or a list of
+        ``System/Component[:port]``) and resolve settings; raise TornadoServerError when something is wrong."""
+        self.log = gLogger.getSubLogger("Tornado")
+        try:
+            self.settings = ServerSettings.resolve(
+                address=address,
+                maxBodySize=maxBodySize,
+                maxUploadSize=maxUploadSize,
+                maxHeaderSize=maxHeaderSize,
+                idleConnectionTimeout=idleConnectionTimeout,
+                bodyTimeout=bodyTimeout,
+                uploadTimeout=uploadTimeout,
+                maxConnections=maxConnections,
+                crlCheck=crlCheck,
+                sslMinVersion=sslMinVersion,
+                sslMaxVersion=sslMaxVersion,
+                sslCiphers=sslCiphers,
+                maxThreads=maxThreads,
+                maxWaitingPetitions=maxWaitingPetitions,
+                acceptLimitedProxies=acceptLimitedProxies,
+                shutdownTimeout=shutdownTimeout,
+                compressResponse=compressResponse,
+                hostname=hostname,
+                certFile=certFile,
+                keyFile=keyFile,
+                caPath=caPath,
+            )
+        except ValueError as exc:
+            raise TornadoServerError(str(exc), "config") from None
+        self.port = PathFinder.getTornadoPort() if port is None else int(port)
+        self.stats = ServerStats()
+        self.boundPorts: dict[int, int] = {}
+        self.urls: dict[str, str] = {}
+        self._httpServers: list[_ServiceHTTPServer] = []
+        self._runtimes: dict[str, ComponentRuntime] = {}
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stopEvent: Optional[asyncio.Event] = None
+        self._thread: Optional[threading.Thread] = None
+        self._started = False
+        self._stopped = False
+
+        from TornadoServices.Core.DErrno import includeExtensionErrors
+
+        includeExtensionErrors(getExtensions())
+        self._handlerManager = HandlerManager(services)
+        result = self._handlerManager.loadServicesHandlers()
+        if not result["OK"]:
+            raise TornadoServerError(result["Message"], "handler")
+        self.handlers: dict[str, HandlerInfo] = result["Value"]
+        if not self.handlers:
+            raise TornadoServerError(
+                "There is no service to start: no /Systems/<System>/Services/<Service> section has Protocol = https "
+                "(check the configuration files given with --cfg)",
+                "services",
+            )
+        self._certFile, self._keyFile, self._caPath = self._locateCredentials()
+
+    # ---- credentials and TLS ---------------------------------------------------------------------------
+    def _locateCredentials(self) -> tuple[str, str, str]:
+        settings = self.settings
+        certFile, keyFile = settings.certFile, settings.keyFile
+        if not certFile or not keyFile:
+            found = Locations.getHostCertificateAndKeyLocation()
+            if not found:
+                raise TornadoServerError(
+                    f"Host certificate or key not found: {Locations.describeHostCertificateSearch()}", "certificate"
+                )
+            certFile = certFile or found[0]
+            keyFile = keyFile or found[1]
+        for what, path in (("certificate", certFile), ("key", keyFile)):
+            if not os.path.isfile(path):
+                raise TornadoServerError(f"Host {what} file {path} does not exist: fix /Systems/Tornado/{'CertFile' if what == 'certificate' else 'KeyFile'} or run tornado-certs", "certificate")
+        caPath = settings.caPath or Locations.getCAsLocation()
+        if not caPath or not os.path.exists(caPath):
+            where = f"{caPath} does not exist. " if caPath else ""
+            raise TornadoServerError(f"CA directory not found: {where}{Locations.describeCASearch()}", "ca")
+        return certFile, keyFile, caPath
+
+    def _makeSSLContext(self) -> Any:
+        settings = self.settings
+        try:
+            context = TLS.makeServerContext(
+                self._certFile,
+                self._keyFile,
+                self._caPath,
+                crlCheck=settings.crlCheck,
+                minVersion=settings.sslMinVersion or "TLSv1_2",
+                maxVersion=settings.sslMaxVersion or None,
+                ciphers=settings.sslCiphers or None,
+            )
+        except (TLS.TLSConfigurationError, OSError, ValueError) as exc:
+            raise TornadoServerError(f"Cannot set up TLS: {exc}", "tls") from None
+        mode = TLS.resolveCRLMode(self._caPath, settings.crlCheck)
+        withCRL, withoutCRL = TLS.caDirectoryCRLStatus(self._caPath)
+        self.log.info("TLS", f"CA location {self._caPath}: {len(withCRL) + len(withoutCRL)} CAs, CRL check {mode} (CRLCheck = {settings.crlCheck})")
+        if withoutCRL:
+            consequence = "clients under them are refused" if mode == "chain" else "revocation is not checked for them"
+            self.log.warn("CAs without CRL", f"{'; '.join(withoutCRL)}: {consequence}")
+        return context
+
+    # ---- start-up ----------------------------------------------------------------------------------------
+    def _serviceURL(self, name: str, port: int) -> str:
+        host = self.settings.hostname or socket.getfqdn()
+        return f"https://{host}:{port}/{name}"
+
+    def _setupComponent(self, info: HandlerInfo, port: int) -> ComponentRuntime:
+        """Per-component state of a handler class, then its ``initializeHandler``."""
+        handlerClass = info.handlerClass
+        name = info.name
+        url = self._serviceURL(name, port)
+        settings = self.settings
+        log = gLogger.getSubLogger(name)
+        logLevel = gConfig.getValue(f"{info.sectionPath}/LogLevel", "")
+        if logLevel and not log.setLevel(logLevel):
+            raise TornadoServerError(f"{name}: {info.sectionPath}/LogLevel {logLevel!r} is not a log level name", "config")
+        maxThreads = gConfig.getValue(f"{info.sectionPath}/MaxThreads", settings.maxThreads)
+        maxWaiting = gConfig.getValue(f"{info.sectionPath}/MaxWaitingPetitions", settings.maxWaitingPetitions)
+        methods = buildMethodTable(handlerClass)
+        hardcoded = {}
+        for method, methodInfo in methods.items():
+            rule = getattr(handlerClass, f"auth_{method}", None)
+            if rule is None:
+                rule = getattr(methodInfo.function, "authorization", None)
+            hardcoded[method] = tuple(rule) if isinstance(rule, (list, tuple)) else rule
+        serviceInfo = {
+            "serviceName": name,
+            "serviceSectionPath": info.sectionPath,
+            "csPaths": [info.sectionPath],
+            "URL": url,
+            "Port": port,
+        }
+        handlerClass._serviceInfoDict = serviceInfo
+        handlerClass.log = log
+        runtime = ComponentRuntime(
+            name=name,
+            sectionPath=info.sectionPath,
+            url=url,
+            methods=methods,
+            hardcodedRules=hardcoded,
+            defaultAuthorization=handlerClass.DEFAULT_AUTHORIZATION,
+            authManager=AuthManager(f"{info.sectionPath}/Authorization", acceptLimitedProxies=settings.acceptLimitedProxies),
+            executor=ServiceExecutor(name, max(1, maxThreads), max(0, maxWaiting)),
+            settings=settings,
+            stats=self.stats,
+            log=log,
+            uploadMethods=frozenset(handlerClass.UPLOAD_METHODS),
+            hasInitializeRequest=handlerClass.initializeRequest is not TornadoService.initializeRequest,
+        )
+        handlerClass._runtime = runtime
+        try:
+            result = handlerClass.initializeHandler(serviceInfo)
+        except Exception as exc:
+            runtime.executor.shutdown()
+            log.exception("initializeHandler failed", name, lException=exc)
+            raise TornadoServerError(f"{name}: initializeHandler raised {type(exc).__name__}: {exc}", "handler") from None
+        if isReturnStructure(result) and not result["OK"]:
+            runtime.executor.shutdown()
+            raise TornadoServerError(f"{name}: initializeHandler failed: {result['Message']}", "handler")
+        return runtime
+
+    def start(self) -> None:
+        """Bind the ports and initialise every service; the caller runs the event loop (call it on that loop's thread)."""
+        if self._started:
+            return
+        settings = self.settings
+        sslContext = self._makeSSLContext()
+        byPort: dict[int, list[HandlerInfo]] = {}
+        for info in self.handlers.values():
+            byPort.setdefault(self.port if info.port is None else info.port, []).append(info)
+        sockets: dict[int, list[socket.socket]] = {}
+        try:
+            for port in byPort:
+                try:
+                    sockets[port] = bind_sockets(port, address=settings.address or None)
+                except OSError as exc:
+                    if exc.errno == errno.EADDRINUSE:
+                        raise TornadoServerError(
+                            f"Port {port} is already in use: stop the other server or choose another port (--port or /Systems/Tornado/Port)",
+                            "port",
+                        ) from None
+                    raise TornadoServerError(f"Cannot listen on port {port}: {exc}", "port") from None
+                self.boundPorts[port] = sockets[port][0].getsockname()[1]
+            for port, infos in byPort.items():
+                actual = self.boundPorts[port]
+                for info in infos:
+                    self._runtimes[info.name] = self._setupComponent(info, actual)
+                    self.urls[info.name] = self._runtimes[info.name].url
+        except BaseException:
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            for runtime in self._runtimes.values():
+                runtime.executor.shutdown()
+            raise
+        for port, infos in byPort.items():
+            routes = [(f"/{info.name}", info.handlerClass) for info in infos]
+            application = tornado.web.Application(
+                routes,
+                default_handler_class=_NotFoundHandler,
+                compress_response=settings.compressResponse,
+                log_function=_quietAccessLog,
+                tornadoServicesStats=self.stats,
+            )
+            server = _ServiceHTTPServer(
+                application,
+                ssl_options=sslContext,
+                decompress_request=True,
+                max_header_size=settings.maxHeaderSize,
+                max_body_size=settings.maxBodySize,
+                idle_connection_timeout=settings.idleConnectionTimeout,
+                body_timeout=settings.bodyTimeout,
+            )
+            server.tsStats = self.stats
+            server.tsMaxConnections = settings.maxConnections
+            server.add_sockets(sockets[port])
+            self._httpServers.append(server)
+            names = ", ".join(info.name for info in infos)
+            self.log.always("Listening", f"on https://{settings.address or '*'}:{self.boundPorts[port]} for {names}")
+        self._started = True
+
+    @property
+    def actualPort(self) -> int:
+        """The main port once bound (useful with port 0)."""
+        return self.boundPorts.get(self.port, self.port)
+
+    def startTornado(self) -> None:
+        """Start and serve until :meth:`stop` is called (from a signal handler or another thread)."""
+        asyncio.run(self._serve())
+
+    async def _serve(self, ready: Optional[threading.Event] = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopEvent = asyncio.Event()
+        try:
+            self.start()
+        finally:
+            if ready is not None:
+                ready.set()
+        await self._stopEvent.wait()
+        await self._shutdown()
+
+    def startInThread(self, timeout: float = 60.0) -> threading.Thread:
+        """Serve from a background thread with its own event loop; return once the ports are bound.
+
+        Start-up errors are raised here. Used by tests and benchmarks.
+        """
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._serve(ready))
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="TornadoServer", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TornadoServerError(f"The server did not start within {timeout} s", "config")
+        if failure:
+            raise failure[0]
+        return self._thread
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop serving: no new connections, running calls get ``ShutdownTimeout`` seconds, then everything closes.
+
+        Safe to call from any thread; from another thread it waits for the server thread to end.
+        """
+        loop, event = self._loop, self._stopEvent
+        if loop is None or event is None or self._stopped:
+            return
+        self._stopped = True
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+            return
+        loop.call_soon_threadsafe(event.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout if timeout is not None else self.settings.shutdownTimeout + 10)
+
+    async def _shutdown(self) -> None:
+        for server in self._httpServers:
+            server.stop()
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdownTimeout
+        while self.stats.inFlight > 0 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        for server in self._httpServers:
+            try:
+                await asyncio.wait_for(server.close_all_connections(), timeout=5)
+            except (asyncio.TimeoutError, Exception):
+                pass
+        for runtime in self._runtimes.values():
+            runtime.executor.shutdown(wait=False)
+        self.log.always("Stopped", f"served {self.stats.requests} requests")

@@ -1,0 +1,659 @@
+"""Base class of every HTTPS RPC service: DIRAC's ``TornadoService`` on Tornado's ``RequestHandler``.
+
+A service subclasses :class:`TornadoService` and defines ``export_<method>`` functions (plain functions run
+in the service's bounded thread pool, ``async def`` ones on the event loop), with optional ``auth_<method>``
+rules and ``types_<method>`` argument types. The server creates one subclass per CS component, so class
+attributes set in :meth:`TornadoService.initializeHandler` are per-component state.
+
+Request path (all on the event loop except the body of plain ``export_`` methods): credentials of the TLS
+connection (cached on the connection), form fields, method lookup, authorisation (cached per connection,
+method and configuration generation), ``args`` decoding and checks, the call, JEncode of the result, one
+access-log line. Every failure is answered with a JSON S_ERROR body and a fitting HTTP status.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import errno
+import io
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Optional
+
+from tornado import httputil
+from tornado.web import HTTPError, RequestHandler, stream_request_body
+
+from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+from TornadoServices.Core import DErrno
+from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
+from TornadoServices.Core.Logging import gLogger
+from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
+from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials, orderCredentials
+from TornadoServices.Server.private.Dispatcher import (
+    MethodInfo,
+    checkArgumentCount,
+    checkExpectedArgumentTypes,
+    isRawContentRequested,
+    stripCallStacks,
+)
+from TornadoServices.Server.private.ServiceExecutor import ServiceOverloaded
+
+__all__ = ["TornadoService", "authorization"]
+
+_JSON = "application/json"
+_OCTET = "application/octet-stream"
+_STREAM_CHUNK = 64 * 1024
+_SPOOL_IN_MEMORY = 1024 * 1024
+_LOG_INFO = 20
+_LOG_VERBOSE = 15
+_MESSAGE_IN_LOG = 300
+
+
+def _readBootTime() -> Optional[float]:
+    """Epoch of the host's boot from /proc/uptime, read once (None where unavailable)."""
+    try:
+        with open("/proc/uptime") as fd:
+            return time.time() - float(fd.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_BOOT_TIME = _readBootTime()
+
+
+def authorization(rule: Any):
+    """Decorator form of ``auth_<method>``: ``@authorization(["NormalUser"])`` on an ``export_`` method."""
+
+    def decorate(function):
+        function.authorization = rule
+        return function
+
+    return decorate
+
+
+class _RequestFailed(Exception):
+    """Stop processing a request and answer ``status`` with the S_ERROR ``result``."""
+
+    def __init__(self, status: int, result: dict[str, Any]) -> None:
+        super().__init__(result.get("Message", ""))
+        self.status = status
+        self.result = result
+
+
+@stream_request_body
+class TornadoService(RequestHandler):
+    """An HTTPS RPC service (DIRAC ``TornadoService`` API). Do not override Tornado's methods."""
+
+    SUPPORTED_METHODS = ("POST",)  # type: ignore[assignment]
+    #: Rule used when neither the CS nor ``auth_<method>`` nor CS ``Authorization/Default`` give one.
+    DEFAULT_AUTHORIZATION: Any = None
+    #: Methods that may receive a streamed request body (``Content-Type: application/octet-stream``) as a
+    #: file object in their last argument, and whose legacy base64 ``bytes`` last argument is turned into one.
+    UPLOAD_METHODS: tuple[str, ...] = ("streamFromClient",)
+
+    auth_ping = ["all"]
+    auth_echo = ["all"]
+    auth_whoami = ["authenticated"]
+
+    log = gLogger.getSubLogger("TornadoService")
+
+    # Set per component by the server (HandlerManager / TornadoServer).
+    _fullComponentName = ""
+    _serviceInfoDict: dict[str, Any] = {}
+    _runtime: Any = None
+
+    # Per-request state; class-level defaults keep the hot path free of initialisation work.
+    _credDict: Optional[dict[str, Any]] = None
+    _connectionCredentials: Optional[ConnectionCredentials] = None
+    _methodName: Optional[str] = None
+    _resultOK: Optional[bool] = None
+    _errorMessage = ""
+    _accounted = False
+    _upload: Any = None
+    _uploadSize = 0
+    _uploadLimit = 0
+    _chunks: Optional[list[bytes]] = None
+    _clientVO: Optional[str] = None
+    _clientSetup: Optional[str] = None
+
+    # ---------------------------------------------------------------------------------------------------
+    # user hooks
+    @classmethod
+    def initializeHandler(cls, serviceInfoDict: dict[str, Any]) -> Any:
+        """Called once per component at server start, before any request; an S_ERROR or exception stops start-up."""
+        return S_OK()
+
+    def initializeRequest(self) -> Any:
+        """Called before every call of an ``export_`` method, in the thread that runs it."""
+        return None
+
+    # ---------------------------------------------------------------------------------------------------
+    # Tornado plumbing
+    def initialize(self) -> None:  # Tornado hook, once per request
+        runtime = self._runtime
+        if runtime is not None:
+            runtime.stats.inFlight += 1
+            self._accounted = True
+
+    def prepare(self) -> None:
+        runtime = self._runtime
+        request = self.request
+        try:
+            connection = getConnectionCredentials(request.connection.stream)
+            self._connectionCredentials = connection
+            if connection.error is not None:
+                raise _RequestFailed(401, connection.error)
+            if time.time() >= connection.expiresAt:
+                raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
+            contentType = request.headers.get("Content-Type", "")
+            if contentType.startswith(_OCTET):
+                self._prepareUpload(runtime)
+            else:
+                length = request.headers.get("Content-Length")
+                if length is not None and length.isdigit() and int(length) > runtime.settings.maxBodySize:
+                    self._refuseBody(int(length), runtime.settings.maxBodySize, "MaxBodySize")
+                self._chunks = []
+        except _RequestFailed as failure:
+            self._fail(failure)
+
+    def _prepareUpload(self, runtime: Any) -> None:
+        """Streamed upload: method and args come from the query; authorise before accepting the body."""
+        methodName = self._queryField("method")
+        self._methodName = methodName
+        info = self._lookupMethod(methodName)
+        if info.name not in runtime.uploadMethods:
+            raise _RequestFailed(
+                400,
+                S_ERROR(f"Method {info.name} does not accept a streamed body (Content-Type {_OCTET}); send a form instead"),
+            )
+        self._authorize(info.name, self._queryField("extraCredentials"))
+        limit = runtime.settings.maxUploadSize
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._refuseBody(int(length), limit, "MaxUploadSize")
+        connection = self.request.connection
+        connection.set_max_body_size(2 * limit)  # we answer 413 ourselves at ``limit``
+        connection.set_body_timeout(runtime.settings.uploadTimeout)
+        self._uploadLimit = limit
+        self._upload = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
+
+    def _refuseBody(self, length: int, limit: int, option: str) -> None:
+        """413 before reading a body announced too large; the connection is closed after the answer."""
+        self.request.connection.set_max_body_size(length)  # read nothing more than needed, no 400 from Tornado
+        self.set_header("Connection", "close")
+        raise _RequestFailed(
+            413,
+            S_ERROR(f"Request body of {length} bytes is larger than the {limit} bytes allowed (/Systems/Tornado/{option})"),
+        )
+
+    def data_received(self, chunk: bytes) -> None:  # Tornado hook, streamed body
+        if self._finished:
+            return
+        if self._upload is not None:
+            self._uploadSize += len(chunk)
+            if self._uploadSize > self._uploadLimit:
+                self.set_header("Connection", "close")
+                self._fail(
+                    _RequestFailed(
+                        413,
+                        S_ERROR(f"Upload larger than the {self._uploadLimit} bytes allowed (/Systems/Tornado/MaxUploadSize)"),
+                    )
+                )
+                self._closeUpload()
+                return
+            self._upload.write(chunk)
+        elif self._chunks is not None:
+            self._chunks.append(chunk)
+
+    async def post(self) -> None:
+        """Parse the fields, run the call, write the answer (every failure becomes an S_ERROR answer)."""
+        try:
+            if self._upload is not None:
+                upload, self._upload = self._upload, None
+                upload.seek(0)
+                try:
+                    await self._dispatch(
+                        self._methodName,
+                        self._queryField("args"),
+                        self._queryField("extraCredentials"),
+                        self._queryField("rawContent"),
+                        upload,
+                    )
+                finally:
+                    upload.close()
+                return
+            fields = self._parseForm()
+            self._clientVO = fields.get("clientVO")
+            self._clientSetup = fields.get("clientSetup")
+            methodName = fields.get("method")
+            if methodName is None:
+                methodName = self._queryField("method")
+            self._methodName = methodName
+            await self._dispatch(methodName, fields.get("args"), fields.get("extraCredentials"), fields.get("rawContent"))
+        except _RequestFailed as failure:
+            self._fail(failure)
+
+    def _parseForm(self) -> dict[str, str]:
+        """Form fields of the body (urlencoded or multipart), one UTF-8 string per name, stripped."""
+        chunks = self._chunks or ()
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self._chunks = None
+        if not body:
+            return {}
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, list[Any]] = {}
+        try:
+            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), body, arguments, files, self.request.headers)
+        except httputil.HTTPInputError as exc:
+            raise _RequestFailed(400, S_ERROR(f"Malformed request body: {exc}")) from None
+        try:
+            fields = {name: values[0].decode("utf-8").strip() for name, values in arguments.items() if values}
+        except UnicodeDecodeError as exc:
+            raise _RequestFailed(400, S_ERROR(f"Form field is not valid UTF-8: {exc}")) from None
+        for name, values in files.items():  # multipart parts with a filename: take their content too
+            if name not in fields and values:
+                fields[name] = values[0].body.decode("utf-8", "replace").strip()
+        return fields
+
+    def _queryField(self, name: str) -> Optional[str]:
+        values = self.request.query_arguments.get(name)
+        if not values:
+            return None
+        try:
+            return values[0].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise _RequestFailed(400, S_ERROR(f"Query argument {name} is not valid UTF-8")) from None
+
+    # ---------------------------------------------------------------------------------------------------
+    # the call
+    def _lookupMethod(self, methodName: Optional[str]) -> MethodInfo:
+        if not methodName:
+            raise _RequestFailed(400, S_ERROR("Missing argument: method (the name of the remote method to call)"))
+        info = self._runtime.methods.get(methodName)
+        if info is None:
+            raise _RequestFailed(
+                501,
+                S_ERROR(errno.ENOSYS, f"Unknown method {methodName} of {self._fullComponentName}"),
+            )
+        return info
+
+    def _authorize(self, methodName: str, extraText: Optional[str]) -> None:
+        """Set ``self._credDict`` for this request, or raise 403 (decisions cached per connection)."""
+        runtime = self._runtime
+        connection = self._connectionCredentials
+        key = (runtime.name, methodName, extraText or None)
+        generation = gConfig.generation
+        cached = connection.cachedAuth(key, generation)
+        if cached is None:
+            cached = self._decide(methodName, extraText, connection)
+            connection.storeAuth(key, generation, *cached)
+        allowed, creds = cached
+        creds = dict(creds)
+        creds["secondsLeft"] = max(0, int(connection.expiresAt - time.time()))
+        self._credDict = creds
+        if not allowed:
+            formatted = self.srv_getFormattedRemoteCredentials()
+            runtime.log.warn("Unauthorized query", f"{formatted} {runtime.name}.{methodName} ({creds.get('DN')})")
+            raise _RequestFailed(
+                403,
+                S_ERROR(
+                    DErrno.ENOAUTH,
+                    f"Unauthorized query to {runtime.name}:{methodName} by {creds.get('DN')}"
+                    f" (group {creds.get('group') or 'none'}): the method's authorization rule does not admit this identity",
+                ),
+            )
+
+    def _decide(self, methodName: str, extraText: Optional[str], connection: ConnectionCredentials) -> tuple[bool, dict[str, Any]]:
+        runtime = self._runtime
+        creds = dict(connection.credDict or {})
+        if extraText:
+            try:
+                creds["extraCredentials"] = decode(extraText)[0]
+            except DecodeError as exc:
+                raise _RequestFailed(400, S_ERROR(f"extraCredentials is not valid JEncode: {exc}")) from None
+        allowed = runtime.authManager.authQuery(
+            methodName, creds, runtime.hardcodedRules.get(methodName), runtime.defaultAuthorization
+        )
+        if creds.get("isProxy") and creds.get("group") and "VO" not in creds and creds.get("group") != "visitor":
+            from TornadoServices.ConfigurationSystem.Client.Helpers import Registry
+
+            creds["VO"] = Registry.getVOForGroup(creds["group"])
+        return allowed, orderCredentials(creds)
+
+    async def _dispatch(
+        self,
+        methodName: Optional[str],
+        argsText: Optional[str],
+        extraText: Optional[str],
+        rawText: Optional[str],
+        upload: Any = None,
+    ) -> None:
+        runtime = self._runtime
+        info = self._lookupMethod(methodName)
+        if upload is None:
+            self._authorize(info.name, extraText)
+        if runtime.pyLogger.isEnabledFor(_LOG_VERBOSE):
+            runtime.log.verbose("Incoming request", f"{self.srv_getFormattedRemoteCredentials()} {runtime.name}.{info.name}")
+        args = self._decodeArgs(argsText)
+        if info.hasTypes:
+            error = checkExpectedArgumentTypes(info.name, info.typesList, args)
+            if error:
+                raise _RequestFailed(400, S_ERROR(error))
+        if upload is not None:
+            args.append(upload)
+        elif info.name in runtime.uploadMethods and args and isinstance(args[-1], (bytes, bytearray)):
+            args[-1] = io.BytesIO(args[-1])  # DIRAC's sendFile: the whole file base64-encoded in args
+        error = checkArgumentCount(info, len(args))
+        if error:
+            raise _RequestFailed(400, S_ERROR(error))
+        try:
+            if info.isCoroutine:
+                if runtime.hasInitializeRequest:
+                    hook = self.initializeRequest()
+                    if asyncio.iscoroutine(hook):
+                        await hook
+                result = await info.function(self, *args)
+            else:
+                result = await runtime.executor.run(self._runSync, info.function, args)
+        except ServiceOverloaded as exc:
+            raise _RequestFailed(503, S_ERROR(str(exc))) from None
+        except _RequestFailed:
+            raise
+        except Exception as exc:
+            runtime.log.exception(f"Server error while serving {info.name}", f"({self.srv_getFormattedRemoteCredentials()})", lException=exc)
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {info.name}: {type(exc).__name__}: {exc}")) from None
+        if isRawContentRequested(rawText) and not (isinstance(result, dict) and not _isStreamableOK(result)):
+            await self._sendRaw(result["Value"] if isinstance(result, dict) else result)
+            return
+        self._sendResult(info.name, result)
+
+    def _runSync(self, function: Any, args: list[Any]) -> Any:
+        """Body of a plain ``export_`` call in a worker thread."""
+        if self._runtime.hasInitializeRequest:
+            self.initializeRequest()
+        return function(self, *args)
+
+    @staticmethod
+    def _decodeArgs(argsText: Optional[str]) -> list[Any]:
+        if not argsText:
+            return []
+        try:
+            args = decode(argsText)[0]
+        except DecodeError as exc:
+            raise _RequestFailed(400, S_ERROR(f"Invalid args: {exc}")) from None
+        if isinstance(args, tuple):
+            return list(args)
+        if not isinstance(args, list):
+            raise _RequestFailed(400, S_ERROR(f"Invalid args: a JEncode list of positional arguments is expected, not {type(args).__name__}"))
+        return args
+
+    # ---------------------------------------------------------------------------------------------------
+    # answers
+    def _sendResult(self, methodName: str, result: Any) -> None:
+        if result is None:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the method returned None instead of S_OK/S_ERROR"))
+        if type(result) is dict:
+            ok = result.get("OK")
+            self._resultOK = bool(ok)
+            if not ok:
+                self._errorMessage = str(result.get("Message", ""))
+        try:
+            body = encode(stripCallStacks(result))
+        except EncodeError as exc:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
+        self.set_header("Content-Type", _JSON)
+        self.finish(body)
+
+    def _fail(self, failure: _RequestFailed) -> None:
+        """Answer an S_ERROR with an HTTP error status (never HTML, never a traceback)."""
+        if self._finished:
+            return
+        self._resultOK = False
+        self._errorMessage = str(failure.result.get("Message", ""))
+        self.set_status(failure.status)
+        self.set_header("Content-Type", _JSON)
+        self.finish(encode(stripCallStacks(failure.result)))
+
+    async def _sendRaw(self, value: Any) -> None:
+        """``rawContent`` answer: bytes, str, a file-like object or an (async) iterator of chunks, streamed."""
+        self._resultOK = True
+        self.set_header("Content-Type", _OCTET)
+        loop = asyncio.get_running_loop()
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        try:
+            if isinstance(value, (bytes, bytearray, memoryview)):
+                view = memoryview(value)
+                self.set_header("Content-Length", len(view))
+                for start in range(0, len(view), _STREAM_CHUNK):
+                    self.write(bytes(view[start : start + _STREAM_CHUNK]))
+                    await self.flush()
+            elif hasattr(value, "read"):
+                try:
+                    while True:
+                        chunk = await loop.run_in_executor(None, value.read, _STREAM_CHUNK)
+                        if not chunk:
+                            break
+                        self.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+                        await self.flush()
+                finally:
+                    close = getattr(value, "close", None)
+                    if close is not None:
+                        close()
+            elif isinstance(value, AsyncIterator) or hasattr(value, "__aiter__"):
+                async for chunk in value:
+                    if chunk:
+                        self.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+                        await self.flush()
+            elif isinstance(value, Iterator) or hasattr(value, "__iter__"):
+                iterator = iter(value)
+                while True:
+                    chunk = await loop.run_in_executor(None, next, iterator, None)
+                    if chunk is None:
+                        break
+                    if chunk:
+                        self.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+                        await self.flush()
+            else:
+                raise _RequestFailed(
+                    500,
+                    S_ERROR(f"Server error while serving {self._methodName}: rawContent result of type {type(value).__name__} is not bytes, str, a file or an iterator"),
+                )
+        except _RequestFailed:
+            raise
+        except Exception as exc:
+            if not self._headers_written:
+                raise _RequestFailed(500, S_ERROR(f"Server error while serving {self._methodName}: {type(exc).__name__}: {exc}")) from None
+            # The status line is gone: the only honest signal left is an incomplete body.
+            self._runtime.log.exception(f"Stream of {self._methodName} broken after the headers were sent", lException=exc)
+            self._resultOK = False
+            self._errorMessage = f"stream broken: {exc}"
+            self.request.connection.stream.close()
+            return
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors raised by Tornado itself (405, malformed requests, unexpected failures) as JSON S_ERROR."""
+        exception = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405:
+            message = f"HTTP method {self.request.method} is not allowed: RPC calls are POST requests"
+        elif isinstance(exception, HTTPError) and exception.log_message:
+            message = exception.log_message % exception.args if exception.args else exception.log_message
+        elif exception is not None and not isinstance(exception, HTTPError):
+            message = f"Server error while serving {self._methodName or 'the request'}: {type(exception).__name__}: {exception}"
+        else:
+            message = f"{status_code} {self._reason}"
+        self._resultOK = False
+        self._errorMessage = message
+        self.set_header("Content-Type", _JSON)
+        self.finish(encode(stripCallStacks(S_ERROR(message))))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Tornado-level errors go to the service logger (tracebacks only for unexpected exceptions)."""
+        log = self._runtime.log if self._runtime is not None else self.log
+        if isinstance(value, HTTPError):
+            log.verbose("HTTP error", f"{value.status_code} {self.request.method} {self.request.uri}: {value.log_message or ''}")
+        else:
+            log.exception("Uncaught exception", f"{self.request.method} {self.request.uri}", lException=value)
+
+    def on_finish(self) -> None:
+        self._account()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()  # wakes a handler still waiting for a streamed body
+        self._closeUpload()
+        if not self._finished:
+            self._account(closed=True)
+
+    def _closeUpload(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            upload.close()
+
+    def _account(self, closed: bool = False) -> None:
+        """Counters and the one access-log line of this request."""
+        if not self._accounted:
+            return
+        self._accounted = False
+        runtime = self._runtime
+        stats = runtime.stats
+        stats.inFlight -= 1
+        status = 499 if closed else self._status_code
+        stats.requests += 1
+        stats.requestsByStatus[status] += 1
+        if runtime.pyLogger.isEnabledFor(_LOG_INFO):
+            milliseconds = 1000.0 * self.request.request_time()
+            outcome = "OK" if self._resultOK else "ERROR"
+            line = f"{self.srv_getFormattedRemoteCredentials()} {runtime.name}.{self._methodName or '?'} {outcome} {status} {milliseconds:.1f} ms"
+            if self._errorMessage:
+                line = f"{line}: {self._errorMessage[:_MESSAGE_IN_LOG]}"
+            runtime.log.info("Returning response", line)
+
+    # ---------------------------------------------------------------------------------------------------
+    # built-in methods
+    async def export_ping(self) -> dict[str, Any]:
+        """Service health: versions, times, load and the service URL (DIRAC's fields, in DIRAC's order)."""
+        import TornadoServices
+
+        runtime = self._runtime
+        now = time.time()
+        info: dict[str, Any] = {
+            "version": TornadoServices.version,
+            "time": datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0),
+        }
+        if _BOOT_TIME is not None:
+            info["host uptime"] = int(now - _BOOT_TIME)
+        info["service start time"] = runtime.startTime
+        info["service uptime"] = int(now - runtime.startTimestamp)
+        try:
+            info["load"] = "%.2f %.2f %.2f" % os.getloadavg()
+        except OSError:
+            pass
+        info["name"] = runtime.name
+        info["URL"] = runtime.url
+        times = os.times()
+        info["cpu times"] = {
+            "user time": times.user,
+            "system time": times.system,
+            "children user time": times.children_user,
+            "children system time": times.children_system,
+            "elapsed real time": times.elapsed,
+        }
+        return S_OK(info)
+
+    async def export_echo(self, data: Any) -> dict[str, Any]:
+        """Return the argument unchanged."""
+        return S_OK(data)
+
+    async def export_whoami(self) -> dict[str, Any]:
+        """The caller's credential dictionary, as the server sees it (without the certificate chain object)."""
+        return S_OK({key: value for key, value in self._credDict.items() if key != "x509Chain"})
+
+    # ---------------------------------------------------------------------------------------------------
+    # DIRAC accessors
+    def getRemoteCredentials(self) -> dict[str, Any]:
+        """The caller's credential dictionary (``DN``, ``group``, ``username``, ``properties``, ``x509Chain``...)."""
+        return self._credDict if self._credDict is not None else {}
+
+    srv_getRemoteCredentials = getRemoteCredentials
+
+    def getRemoteAddress(self) -> tuple[str, int]:
+        """``(ip, port)`` of the caller (port 0 when unknown)."""
+        address = self.request.connection.context.address
+        if isinstance(address, tuple) and len(address) >= 2:
+            return address[0], address[1]
+        return str(self.request.remote_ip), 0
+
+    srv_getRemoteAddress = getRemoteAddress
+
+    def srv_getFormattedRemoteCredentials(self) -> str:
+        """``(ip:port)[group:username]`` as DIRAC's logs show the caller."""
+        ip, port = self.getRemoteAddress()
+        if ":" in ip:
+            ip = f"[{ip}]"
+        creds = self._credDict
+        if creds is None:
+            return f"({ip}:{port})[visitor:anonymous]"
+        return f"({ip}:{port})[{creds.get('group') or 'visitor'}:{creds.get('username') or 'anonymous'}]"
+
+    @classmethod
+    def srv_getCSOption(cls, optionName: str, defaultValue: Any = False) -> Any:
+        """Option of this service: absolute when it starts with ``/``, else under the service's CS section."""
+        if optionName.startswith("/"):
+            return gConfig.getValue(optionName, defaultValue)
+        for csPath in cls._serviceInfoDict.get("csPaths", ()):
+            result = gConfig.getOption(f"{csPath}/{optionName}", defaultValue)
+            if result["OK"]:
+                return result["Value"]
+        return defaultValue
+
+    getCSOption = srv_getCSOption
+
+    @classmethod
+    def srv_getServiceName(cls) -> str:
+        """``System/Component`` of this service."""
+        return cls._fullComponentName
+
+    @classmethod
+    def srv_getURL(cls) -> str:
+        """URL this service is served at."""
+        return cls._serviceInfoDict.get("URL", "")
+
+    def srv_getClientVO(self) -> Optional[str]:
+        """The ``clientVO`` form field sent by the caller (DIRAC clients send their VO or ``unknown``)."""
+        return self._clientVO
+
+    def srv_getClientSetup(self) -> Optional[str]:
+        """The ``clientSetup`` form field (``None`` as text from DIRAC 9 clients)."""
+        return self._clientSetup
+
+    def getUserDN(self) -> str:
+        """DN of the caller (the user's DN for proxies)."""
+        return self.getRemoteCredentials().get("DN", "")
+
+    def getUserName(self) -> str:
+        """Registry user (or host) name of the caller, ``anonymous`` when unknown."""
+        return self.getRemoteCredentials().get("username", "anonymous")
+
+    def getUserGroup(self) -> str:
+        """DIRAC group of the caller (``hosts`` for hosts)."""
+        return self.getRemoteCredentials().get("group", "")
+
+    def getProperties(self) -> list[str]:
+        """Properties that admitted the caller (all of its group's for ``all``/``authenticated`` rules)."""
+        return self.getRemoteCredentials().get("properties", [])
+
+    def isRegisteredUser(self) -> bool:
+        """True when the caller resolved to a Registry user or host."""
+        creds = self.getRemoteCredentials()
+        return creds.get("username", "anonymous") != "anonymous" and bool(creds.get("group")) and creds.get("group") != "visitor"
+
+
+def _isStreamableOK(result: dict[str, Any]) -> bool:
+    """S_OK whose value is raw content (bytes, str, file or iterator) rather than a JSON structure."""
+    if not result.get("OK") or "Value" not in result:
+        return False
+    value = result["Value"]
+    return isinstance(value, (bytes, bytearray, memoryview, str)) or hasattr(value, "read") or isinstance(value, (Iterator, AsyncIterator))

@@ -1,0 +1,51 @@
+"""Per-component state shared by every request of one service (built once at server start)."""
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+from TornadoServices.Server.AuthManager import AuthManager
+from TornadoServices.Server.private.Dispatcher import MethodInfo
+from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
+from TornadoServices.Server.private.Settings import ServerSettings
+from TornadoServices.Server.private.Stats import ServerStats
+
+__all__ = ["ComponentRuntime"]
+
+
+class ComponentRuntime:
+    """What a service's requests need: method table, rules, worker pool, limits, logger and counters."""
+
+    def __init__(
+        self,
+        name: str,
+        sectionPath: str,
+        url: str,
+        methods: dict[str, MethodInfo],
+        hardcodedRules: dict[str, Any],
+        defaultAuthorization: Any,
+        authManager: AuthManager,
+        executor: ServiceExecutor,
+        settings: ServerSettings,
+        stats: ServerStats,
+        log: Any,
+        uploadMethods: frozenset[str],
+        hasInitializeRequest: bool,
+    ) -> None:
+        self.name = name
+        self.sectionPath = sectionPath
+        self.url = url
+        self.methods = methods
+        self.hardcodedRules = hardcodedRules
+        self.defaultAuthorization = defaultAuthorization
+        self.authManager = authManager
+        self.executor = executor
+        self.settings = settings
+        self.stats = stats
+        self.log = log
+        self.pyLogger = log.logger
+        self.uploadMethods = uploadMethods
+        self.hasInitializeRequest = hasInitializeRequest
+        self.startTime = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
+        self.startTimestamp = time.time()

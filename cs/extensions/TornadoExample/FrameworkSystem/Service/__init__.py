@@ -1,0 +1,1 @@
+"""Service handlers of the example Framework system."""

@@ -1,0 +1,1 @@
+"""Framework system of the example extension."""

@@ -1,0 +1,146 @@
+"""TornadoServer over real TLS: identities, built-in methods, DIRAC's wire shapes."""
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from TornadoServices.Core.Encoding import decode
+
+PING_KEYS = [
+    "version",
+    "time",
+    "host uptime",
+    "service start time",
+    "service uptime",
+    "load",
+    "name",
+    "URL",
+    "cpu times",
+]
+
+
+def _ok(response) -> object:
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    result = decode(response.text)[0]
+    assert result["OK"] is True, result
+    return result["Value"]
+
+
+@pytest.mark.parametrize("cert", ["user", "proxy", "proxyNoGroup", "proxyOfProxy", "host", "adminProxy"])
+def test_ping_with_every_kind_of_credential(running_server, cert):
+    fields = {"extraCredentials": '"hosts"'} if cert == "host" else None
+    value = _ok(running_server.post("ping", cert=cert, fields=fields))
+    assert list(value) == PING_KEYS
+    assert value["name"] == "Framework/Dummy"
+    assert value["URL"].endswith(f":{running_server.port}/Framework/Dummy")
+    assert isinstance(value["time"], datetime.datetime)
+    assert isinstance(value["service start time"], datetime.datetime)
+    assert value["service start time"] <= value["time"]
+    assert list(value["cpu times"]) == [
+        "user time",
+        "system time",
+        "children user time",
+        "children system time",
+        "elapsed real time",
+    ]
+
+
+def test_echo_returns_the_argument(running_server):
+    data = [1, 2.5, "x", None, True, {"k": "v"}]
+    assert _ok(running_server.post("echo", data)) == data
+
+
+def test_whoami_user_certificate(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="user"))
+    assert creds["DN"] == creds["subject"] == pki.userDN
+    assert creds["isProxy"] is False
+    assert creds["group"] == "dirac_user"
+    assert creds["username"] == "devuser"
+    assert creds["properties"] == ["NormalUser"]
+    assert "x509Chain" not in creds
+
+
+def test_whoami_proxy_has_dirac_fields(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="proxy"))
+    assert list(creds) == [
+        "subject",
+        "issuer",
+        "secondsLeft",
+        "isProxy",
+        "isLimitedProxy",
+        "validDN",
+        "validGroup",
+        "DN",
+        "identity",
+        "group",
+        "VO",
+        "properties",
+        "username",
+    ]
+    assert creds["DN"] == creds["identity"] == pki.userDN
+    assert creds["issuer"] == pki.userDN
+    assert creds["subject"].startswith(pki.userDN + "/CN=")
+    assert creds["isProxy"] is True and creds["isLimitedProxy"] is False
+    assert creds["validDN"] is False and creds["validGroup"] is False
+    assert creds["group"] == "dirac_user" and creds["VO"] == "tornadovo"
+    assert creds["username"] == "devuser"
+    assert 0 < creds["secondsLeft"] <= 24 * 3600
+
+
+def test_whoami_group_from_proxy_extension(running_server):
+    creds = _ok(running_server.post("whoami", cert="adminProxy"))
+    assert creds["group"] == "dirac_admin"
+    assert set(creds["properties"]) == {"NormalUser", "CSAdministrator", "ServiceAdministrator"}
+
+
+def test_whoami_group_from_registry_default(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="proxyNoGroup"))
+    assert creds["group"] == "dirac_user"
+    assert creds["DN"] == pki.userDN
+
+
+def test_whoami_proxy_of_proxy_is_the_user(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="proxyOfProxy"))
+    assert creds["DN"] == creds["identity"] == pki.userDN
+    assert creds["isProxy"] is True
+    assert creds["group"] == "dirac_user"
+    assert creds["username"] == "devuser"
+
+
+def test_whoami_host_certificate_with_hosts_extra_credentials(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="host", fields={"extraCredentials": '"hosts"'}))
+    assert creds["DN"] == pki.hostDN
+    assert creds["group"] == "hosts"
+    assert creds["username"] == "localhost"
+    assert creds["extraCredentials"] == "hosts"
+    assert set(creds["properties"]) == {"TrustedHost", "CSAdministrator"}
+
+
+def test_whoami_host_certificate_is_recognised_by_dn_alone(running_server, pki):
+    creds = _ok(running_server.post("whoami", cert="host"))
+    assert creds["group"] == "hosts"
+    assert creds["username"] == "localhost"
+
+
+def test_sync_and_async_methods(running_server):
+    assert _ok(running_server.post("add", 2, 3)) == 5
+    assert _ok(running_server.post("asyncEcho", {"a": [1, 2]})) == {"a": [1, 2]}
+    assert _ok(running_server.post("asyncSleep", 0)) == 0
+
+
+def test_application_error_is_200_with_s_error(running_server):
+    response = running_server.post("fail", "boom")
+    assert response.status_code == 200
+    assert decode(response.text)[0] == {"OK": False, "Errno": 0, "Message": "boom"}
+
+
+def test_keep_alive_connection_is_authenticated_once(running_server):
+    import requests
+
+    before = running_server.stats.connectionsAccepted
+    with requests.Session() as session:
+        for _ in range(5):
+            _ok(running_server.post("ping", session=session))
+    assert running_server.stats.connectionsAccepted - before == 1
