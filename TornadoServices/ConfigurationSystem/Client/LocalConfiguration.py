@@ -235,4 +235,15 @@ def parseCommandLine(
         )
     except ConfigurationError as exc:
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    _startRefresher()
     return args
+
+
+def _startRefresher() -> None:
+    """Keep the configuration fresh from /DIRAC/Configuration/Servers in the background (not on the master CS)."""
+    from TornadoServices.ConfigurationSystem.Client.ConfigurationData import gConfigurationData
+
+    if gConfigurationData.getServers() and not gConfigurationData.isMaster():
+        from TornadoServices.ConfigurationSystem.private.Refresher import gRefresher
+
+        gRefresher.start()
