@@ -71,10 +71,12 @@ def _loadCertChain(ctx: ssl.SSLContext, certFile: str, keyFile: Optional[str]) -
     try:
         ctx.load_cert_chain(certFile, keyFile or certFile)
     except ssl.SSLError as exc:
-        raise TLSConfigurationError(
-            f"cannot use certificate {certFile!r} with key {keyFile or certFile!r}: {exc.reason or exc}"
-            " (is the key unencrypted and does it match the certificate?)"
-        ) from exc
+        reason = exc.reason or str(exc)
+        if "TOO_SMALL" in reason or "WEAK" in reason:
+            hint = "the key or signature is too weak for OpenSSL's security level: use RSA >= 2048 bits or EC"
+        else:
+            hint = "is the key unencrypted, and does it belong to the certificate?"
+        raise TLSConfigurationError(f"cannot use certificate {certFile!r} with key {keyFile or certFile!r}: {reason} ({hint})") from exc
 
 
 def _caFileHasCRL(path: str) -> bool:

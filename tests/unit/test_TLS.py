@@ -302,7 +302,7 @@ def test_configuration_errors_name_the_problem(pki, tmp_path):
         makeClientContext(None)
     with pytest.raises(TLSConfigurationError, match="nothere"):
         makeServerContext(str(tmp_path / "nothere.pem"), pki.hostKey, pki.caDir)
-    with pytest.raises(TLSConfigurationError, match="does it match"):
+    with pytest.raises(TLSConfigurationError, match="does it belong"):
         makeServerContext(pki.hostCert, pki.files["user"], pki.caDir)
     with pytest.raises(TLSConfigurationError, match="cipher"):
         serverCtx(pki, ciphers="NO-SUCH-CIPHER")
@@ -320,3 +320,45 @@ def test_server_context_defaults(pki):
 
 def test_verified_chain_of_a_plain_socket_is_empty():
     assert getVerifiedChainDER(object()) == []  # type: ignore[arg-type]
+
+
+def _matrix(pki: PKI) -> dict[str, tuple[DevPKI.Credential, int]]:
+    """Client credential -> expected server verdict (0 accepted, else the OpenSSL verify code)."""
+    from TornadoServices.Security.X509Chain import generateKey
+
+    ca = pki.ca
+    user = ca.issueUser("matrix")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    hour = datetime.timedelta(hours=1)
+    return {
+        "proxy-of-proxy": (DevPKI.makeProxy(DevPKI.makeProxy(user)), 0),
+        "independent": (DevPKI.makeProxy(user, independent=True), 0),
+        "ec-user-and-proxy": (DevPKI.makeProxy(ca.issueUser("ec", keyType="ec"), keyType="ec"), 0),
+        "no-aki": (DevPKI.makeProxy(user, withAKI=False), 0),
+        "outlives-user": (DevPKI.makeProxy(ca.issueUser("short", notAfter=now + hour), lifetime=10 * 3600, clipToIssuer=False), 0),
+        "pathlen-0-then-sub": (DevPKI.makeProxy(DevPKI.makeProxy(user, pathLen=0)), 38),
+        "signed-by-other-key": (DevPKI.makeProxy(user, signingKey=generateKey()), 7),
+        "wrong-subject": (DevPKI.makeProxy(user, subject=DevPKI.userDN("mallory") + "/CN=1"), 72),
+        "expired-proxy": (DevPKI.makeProxy(user, notBefore=now - 2 * hour, notAfter=now - hour), 10),
+        "future-proxy": (DevPKI.makeProxy(user, notBefore=now + hour, notAfter=now + 2 * hour), 9),
+        "user-without-digitalSignature": (DevPKI.makeProxy(ca.issueUser("nods", digitalSignature=False)), 26),
+        "rsa-1024-user": (ca.issueUser("small", bits=1024), 66),
+    }
+
+
+def test_weak_client_key_is_refused_locally_with_a_hint(pki, tmp_path):
+    path = pki.ca.issueUser("weak", bits=1024).writeProxyFile(str(tmp_path / "weak.pem"))
+    with pytest.raises(TLSConfigurationError, match="too weak"):
+        makeClientContext(pki.caDir, path)
+
+
+def test_proxy_matrix_through_the_server_context(pki, tmp_path):
+    server = serverCtx(pki)
+    verdicts, expected = {}, {}
+    for name, (cred, code) in _matrix(pki).items():
+        path = cred.writeProxyFile(str(tmp_path / f"{name}.pem"))
+        # a client at security level 1 can present a 1024-bit key; the server (default level) judges it
+        [out] = exchange(server, makeClientContext(pki.caDir, path, ciphers="DEFAULT:@SECLEVEL=1"))
+        verdicts[name] = 0 if out.accepted else verifyCode(out)
+        expected[name] = code
+    assert verdicts == expected
