@@ -52,7 +52,7 @@ class TransferClient(TornadoClient):
         fields = [("method", "streamToClient"), ("args", encode(list(args))), ("rawContent", "True")]
         fields += self._commonFields()
 
-        def handle(response: Response, url: str) -> dict[str, Any]:
+        def handle(response: Response, url: str, deadline: Optional[float]) -> dict[str, Any]:
             if response.status != 200:
                 raise self._readStatusError(response, url, "streamToClient")
             if response.contentType == "application/json":
@@ -136,7 +136,7 @@ class TransferClient(TornadoClient):
         headers = {"Content-Type": "application/octet-stream"}
         timeouts = self._timeouts(transfer=True)
 
-        def handleAnswer(response: Response, url: str) -> dict[str, Any]:
+        def handleAnswer(response: Response, url: str, deadline: Optional[float]) -> dict[str, Any]:
             if response.status != 200:
                 raise self._readStatusError(response, url, "streamFromClient")
             return self._decodeResult(response, url, "streamFromClient", None)

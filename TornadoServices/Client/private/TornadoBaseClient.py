@@ -387,7 +387,7 @@ class TornadoBaseClient:
     def _send(
         self,
         fields: Optional[list[tuple[str, str]]],
-        handle: Callable[[Response, str], Any],
+        handle: Callable[[Response, str, Optional[float]], Any],
         *,
         timeouts: Timeouts,
         params: Optional[list[tuple[str, str]]] = None,
@@ -396,7 +396,8 @@ class TornadoBaseClient:
     ) -> Any:
         """POST to the first URL that takes the request; raise an RPCError when none does.
 
-        ``handle(response, url)`` turns the answer into the result; a ServiceNotFound it raises
+        ``handle(response, url, deadline)`` turns the answer into the result (``deadline``: monotonic
+        time by which the whole answer must be in, None for transfers); a ServiceNotFound it raises
         moves on to the next URL like an undelivered request does. ``bodyFactory(attempt)`` gives
         the raw body for each attempt (None: cannot be resent).
         """
@@ -411,6 +412,7 @@ class TornadoBaseClient:
                 body = bodyFactory(attempt)
                 if body is None:
                     break
+            started = time.monotonic()
             try:
                 response = self.transport.post(
                     url, fields, tls=tls, timeout=timeouts, body=body, params=params, headers=headers
@@ -422,8 +424,9 @@ class TornadoBaseClient:
                 gBannedURLs.ban(url)
                 sLog.verbose(f"{url} did not take the request, trying the next URL", exc.message)
                 continue
+            deadline = started + timeouts.total if timeouts.total else None
             try:
-                return handle(response, url)
+                return handle(response, url, deadline)
             except E.RPCError as exc:
                 if not exc.retryElsewhere:
                     raise
@@ -490,9 +493,8 @@ class TornadoBaseClient:
             ) from exc
         fields = [("method", method), ("args", encodedArgs)] + self._commonFields()
         timeouts = self._timeouts()
-        deadline = time.monotonic() + timeouts.total if timeouts.total else None
 
-        def handle(response: Response, url: str) -> dict[str, Any]:
+        def handle(response: Response, url: str, deadline: Optional[float]) -> dict[str, Any]:
             if response.status != 200:
                 raise self._readStatusError(response, url, method)
             return self._decodeResult(response, url, method, deadline)

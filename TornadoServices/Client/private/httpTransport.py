@@ -129,7 +129,7 @@ def classifyFailure(
     if alert in CLIENT_CERT_ALERTS:
         return _clientCertRejected(url, tls, alert)
 
-    if "connect" in phases or _first(causes, (u3.NewConnectionError, u3.ConnectTimeoutError)) is not None:
+    if "connect" in phases or _first(causes, u3.ConnectTimeoutError) is not None:
         return _connectFailure(causes, url, host, port, tls, timeout, alert)
 
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
@@ -161,12 +161,16 @@ def classifyFailure(
             )
 
     presentedCert = bool(tls.certFile or tls.pemData)
-    if "awaitResponse" in phases and firstUse and presentedCert and sslContext is not None:
+    beforeAnswer = bool(phases & {"send", "awaitResponse"})
+    abrupt = disconnected is None and _first(causes, (ssl.SSLError, ConnectionResetError)) is not None
+    if beforeAnswer and firstUse and abrupt and presentedCert and sslContext is not None:
         verdict = probeServerVerdict(sslContext, host, port, min(timeout.connect, 5.0))
         if verdict in CLIENT_CERT_ALERTS:
             return _clientCertRejected(url, tls, verdict)
 
-    where = "before answering" if "awaitResponse" in phases else "in the middle of its answer"
+    where = {"send": "while sending the request", "awaitResponse": "before answering"}.get(
+        next(iter(phases), ""), "in the middle of its answer"
+    )
     return E.ConnectionLost(
         f"The connection to {url} was lost {where} ({_short(causes[-1])}); {E.MAY_HAVE_RUN}",
         url=url,
@@ -180,16 +184,18 @@ def _connectFailure(
     """Failures while connecting: the request was certainly not sent."""
     if _first(causes, (u3.NameResolutionError, socket.gaierror)) is not None:
         return E.DNSError(f"Cannot resolve the host name '{host}' of {url}; check the URL and the DNS", url=url)
-    if _first(causes, (u3.ConnectTimeoutError, socket.timeout, TimeoutError)) is not None:
-        return E.ConnectTimeout(
-            f"Could not connect to {url} within {timeout.connect:g} s (no TCP connection or TLS handshake); "
-            "the server is down, overloaded or filtered by a firewall",
-            url=url,
-        )
     if _first(causes, ConnectionRefusedError) is not None:
         return E.ConnectError(
             f"Connection refused by {host}:{port} ({url}): no server is listening there; "
             "check the URL and that the service is running",
+            url=url,
+        )
+    timedOut = [c for c in causes if isinstance(c, (socket.timeout, TimeoutError))
+                or (isinstance(c, u3.ConnectTimeoutError) and not isinstance(c, u3.NewConnectionError))]
+    if timedOut:
+        return E.ConnectTimeout(
+            f"Could not connect to {url} within {timeout.connect:g} s (no TCP connection or TLS handshake); "
+            "the server is down, overloaded or filtered by a firewall",
             url=url,
         )
     sslError = _first(causes, ssl.SSLError)

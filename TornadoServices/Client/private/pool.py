@@ -23,6 +23,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterator, Optional
@@ -31,9 +32,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import InsecureRequestWarning
 
 from TornadoServices.Client.private.errors import CredentialError
 from TornadoServices.Client.private.transport import TLSSettings
+from TornadoServices.Core.Logging import gLogger
 
 __all__ = ["SessionRegistry", "gSessionRegistry", "connectionStats", "buildSSLContext", "probeServerVerdict"]
 
@@ -71,7 +74,12 @@ def _tag(exc: BaseException, **attrs: Any) -> None:
 
 
 class _InstrumentedHTTPSConnection(HTTPSConnection):
-    """HTTPSConnection that tags failures with their phase, so the transport knows what was delivered."""
+    """HTTPSConnection that tags failures with their phase, so the transport knows what was delivered.
+
+    Phases: ``connect`` (TCP + TLS handshake: nothing sent), ``send`` (writing the request) and
+    ``awaitResponse`` (waiting for the status line); ``firstUse`` marks the first request of a
+    connection (where a TLS 1.3 server's rejection of our certificate shows up).
+    """
 
     _responsesReceived = 0
 
@@ -83,6 +91,13 @@ class _InstrumentedHTTPSConnection(HTTPSConnection):
             _tag(exc, **{PHASE_ATTR: "connect"})
             raise
         _stats.bump()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().request(*args, **kwargs)
+        except BaseException as exc:
+            _tag(exc, **{PHASE_ATTR: "send", FIRST_USE_ATTR: self._responsesReceived == 0})
+            raise
 
     def getresponse(self) -> Any:
         firstUse = self._responsesReceived == 0
@@ -184,11 +199,27 @@ def buildSSLContext(tls: TLSSettings) -> ssl.SSLContext:
         ) from exc
 
 
+_insecureNoted = False
+
+
+def _quietInsecureWarning() -> None:
+    """skipCACheck is an explicit choice: say it once in our log instead of a urllib3 warning per request."""
+    global _insecureNoted
+    if not _insecureNoted:
+        _insecureNoted = True
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        gLogger.getSubLogger("TornadoClient").warn(
+            "skipCACheck: server certificates are not verified for some calls of this process"
+        )
+
+
 class _PooledSession:
     """A session with the SSLContext it was built with."""
 
     def __init__(self, tls: TLSSettings, poolMaxSize: int) -> None:
         self.sslContext = buildSSLContext(tls)
+        if tls.skipCACheck:
+            _quietInsecureWarning()
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.proxies = {}
