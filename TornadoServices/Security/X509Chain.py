@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -28,6 +27,7 @@ from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 from TornadoServices.Security.X509Certificate import (
     LEGACY_PROXY_CNS,
     OID_DIRAC_GROUP,
+    OID_PPL_INDEPENDENT,
     OID_PPL_INHERIT_ALL,
     OID_PPL_LIMITED,
     OID_PROXY_CERT_INFO,
@@ -42,6 +42,9 @@ PrivateKey = Union[rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed2551
 DEFAULT_PROXY_LIFETIME = 24 * 3600
 #: Proxies start this much in the past so that a client clock slightly ahead of the server does not matter.
 PROXY_CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+#: Policy languages that do not restrict the proxy's rights (anything else is treated as limited).
+_FULL_POLICIES = (OID_PPL_INHERIT_ALL, OID_PPL_INDEPENDENT)
 
 _PEM_KEY_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----\s*", re.S)
 
@@ -206,10 +209,17 @@ class _ChainInfo:
     extensionGroup: Optional[str]
 
 
-def _isProxyStep(cert: X509Certificate, parent: X509Certificate, checkSignature: bool) -> bool:
-    """True when ``cert`` is a proxy issued by ``parent`` (names, proxy marker, optionally the signature)."""
+def _isProxyStep(cert: X509Certificate, parent: X509Certificate, verified: bool) -> bool:
+    """True when ``cert`` is a proxy issued by ``parent``.
+
+    Names must chain exactly, the issuer must not be a CA (proxies are signed by end-entity certificates
+    or other proxies) and the proxy marker must be present. For chains read from files the
+    signature is checked here; chains that OpenSSL verified are not re-checked, and in them a legacy
+    ``CN=proxy`` certificate cannot be a proxy (OpenSSL refuses those as proxies, so one that verified
+    is an ordinary CA-issued certificate and is its own identity).
+    """
     c, p = cert.certificate, parent.certificate
-    if c.issuer != p.subject or cert.lastCN is None:
+    if c.issuer != p.subject or cert.lastCN is None or parent.isCA:
         return False
     if list(c.subject.rdns[:-1]) != list(p.subject.rdns):
         return False
@@ -217,15 +227,19 @@ def _isProxyStep(cert: X509Certificate, parent: X509Certificate, checkSignature:
         pci = cert.proxyCertInfo
     except ValueError:
         return False
-    if pci is None and cert.lastCN not in LEGACY_PROXY_CNS:
+    if pci is None and (verified or cert.lastCN not in LEGACY_PROXY_CNS):
         return False
-    return not checkSignature or cert.isSignedBy(parent)
+    return verified or cert.isSignedBy(parent)
 
 
-def _analyse(certs: Sequence[X509Certificate], checkSignatures: bool) -> _ChainInfo:
-    """Proxy analysis of a chain, leaf first."""
+def _analyse(certs: Sequence[X509Certificate], verified: bool) -> _ChainInfo:
+    """Proxy analysis of a chain, leaf first.
+
+    A proxy step whose policy language is neither inheritAll nor independent counts as limited: rights
+    restricted by a policy we cannot interpret must not become full rights.
+    """
     i = 0
-    while i + 1 < len(certs) and _isProxyStep(certs[i], certs[i + 1], checkSignatures):
+    while i + 1 < len(certs) and _isProxyStep(certs[i], certs[i + 1], verified):
         i += 1
     if i == 0:
         return _ChainInfo(False, 0, False, False, False, None)
@@ -237,7 +251,7 @@ def _analyse(certs: Sequence[X509Certificate], checkSignatures: bool) -> _ChainI
         if pci is None:
             limited = limited or LEGACY_PROXY_CNS.get(cert.lastCN or "", False)
         else:
-            limited = limited or pci.isLimited
+            limited = limited or pci.policyLanguage not in _FULL_POLICIES
             # pCPathLenConstraint = how many proxies may follow this one towards the leaf.
             if pci.pathLen is not None and pci.pathLen < depth:
                 exceeded = True
@@ -253,7 +267,7 @@ def _analyse(certs: Sequence[X509Certificate], checkSignatures: bool) -> _ChainI
 def _verifiedChainCache(ders: tuple[bytes, ...]) -> tuple[tuple[X509Certificate, ...], _ChainInfo]:
     """Parse and analyse a TLS-verified chain once (signatures already checked by OpenSSL)."""
     certs = tuple(X509Certificate.fromDER(der) for der in ders)
-    return certs, _analyse(certs, checkSignatures=False)
+    return certs, _analyse(certs, verified=True)
 
 
 def _registry():
@@ -367,7 +381,7 @@ class X509Chain:
         if self._info is None:
             if not self._certs:
                 raise ValueError("empty certificate chain")
-            self._info = _analyse(self._certs, checkSignatures=not self._verified)
+            self._info = _analyse(self._certs, verified=self._verified)
         return self._info
 
     @property

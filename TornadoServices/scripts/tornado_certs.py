@@ -73,12 +73,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ca.revoke(users[name])
 
     certDir = os.path.join(out, "certificates")
+    # The CRL lives as long as the certificates: with CRL checking on, an expired CRL refuses everyone.
+    crl = ca.crlPEM(days=args.days)
     # (path, content, mode, description)
     plan: list[tuple[str, bytes, int, str]] = [
         (os.path.join(out, "ca", "cacert.pem"), ca.certPEM(), 0o644, "CA certificate " + _describe(ca.cert)),
         (os.path.join(out, "ca", "cakey.pem"), ca.keyPEM(), 0o600, "CA private key (mode 0600)"),
         (os.path.join(certDir, f"{ca.hash}.0"), ca.certPEM(), 0o644, "hashed CA certificate"),
-        (os.path.join(certDir, f"{ca.hash}.r0"), ca.crlPEM(), 0o644, f"CRL ({len(ca.revoked)} revoked)"),
+        (os.path.join(certDir, f"{ca.hash}.r0"), crl, 0o644, f"CRL ({len(ca.revoked)} revoked, next update in {args.days} days)"),
         (os.path.join(out, "hostcert.pem"), host.certPEM(), 0o644, "host certificate " + _describe(host.cert) + f"  SAN {', '.join(sans)}"),
         (os.path.join(out, "hostkey.pem"), host.keyPEM(), 0o600, "host private key (mode 0600)"),
     ]

@@ -427,3 +427,19 @@ def test_encrypted_key(user, tmp_path):
     assert not chain.loadKeyFromFile(str(path))["OK"]
     assert chain.loadKeyFromFile(str(path), password="secret")["OK"]
     assert chain.generateProxyToString(60)["OK"]
+
+
+def test_unknown_policy_language_counts_as_limited(user):
+    custom = DevPKI.makeProxy(user, policyLanguage=x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"))
+    chain = custom.asX509Chain()
+    assert chain.isProxy()["Value"] and chain.isLimitedProxy()["Value"]
+
+
+def test_certificate_named_like_a_proxy_of_the_ca_is_its_own_identity(ca):
+    """OpenSSL never accepts GT2 proxies, so in a TLS-verified chain ``CN=proxy`` is just a CA-issued name."""
+    odd = ca.issueCertificate(DevPKI.DEV_CA_DN + "/CN=proxy")
+    ders = odd.derList() + [ca.cert.public_bytes(serialization.Encoding.DER)]
+    cred = X509Chain.fromDERList(ders).getCredentials(withRegistryInfo=False)["Value"]
+    assert cred["isProxy"] is False and cred["DN"] == DevPKI.DEV_CA_DN + "/CN=proxy"
+    fromFile = X509Chain([odd.cert, ca.cert]).getCredentials(withRegistryInfo=False)["Value"]
+    assert fromFile["isProxy"] is False  # a CA never issues proxies
