@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_FAILURE
     _printReport(report)
+    if outcome.setupErrors and not len(outcome.resultSet):
+        _error("no virtual user could create its Transaction: see the messages above; nothing was measured")
+        return EXIT_FAILURE
     if outcome.interrupted:
         print("Run interrupted: the report covers what ran until Ctrl-C.", flush=True)
     runPostRunScript(project, outcome.resultsDir)

@@ -36,6 +36,7 @@ class ProgressBar:
             self.isTerminal = False
         self._lastDraw = 0.0
         self._drawn = False
+        self._lastText = ""
 
     def update(self, elapsed: float, users: int, count: int, errors: int, force: bool = False) -> None:
         """Redraw if enough time passed since the last drawing (or when forced)."""
@@ -47,6 +48,9 @@ class ProgressBar:
             return
         self._lastDraw = now
         text = formatProgress(elapsed, self.runTime, users, self.totalUsers, count, errors)
+        if text == self._lastText and not self.isTerminal:
+            return
+        self._lastText = text
         if self.isTerminal:
             self.stream.write("\r\x1b[2K" + text)
         else:

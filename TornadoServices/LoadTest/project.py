@@ -176,6 +176,10 @@ def loadProject(directory: str | Path, configPath: str | Path | None = None, che
     if runTime <= 0:
         raise ProjectError(f"{source}: [global] run_time must be > 0 seconds")
     rampup = _number(parser, "rampup", source, 0.0, 0.0)
+    if rampup >= runTime:
+        warnings.append(
+            f"{source}: rampup ({rampup:g} s) >= run_time ({runTime:g} s): the last virtual users start late or never"
+        )
     interval = _number(parser, "results_ts_interval", source, max(1.0, runTime / 10.0), 0.0)
     if interval <= 0:
         raise ProjectError(f"{source}: [global] results_ts_interval must be > 0 seconds")

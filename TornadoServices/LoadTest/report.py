@@ -47,6 +47,11 @@ class Report:
     count: int
     errors: int
     notes: list[str]
+    errorMessages: list[tuple[str, int]] = field(default_factory=list)
+
+
+#: Error messages shown on the console after the summary table.
+CONSOLE_ERROR_MESSAGES = 5
 
 
 def graphStem(name: str, taken: set[str]) -> str:
@@ -60,9 +65,9 @@ def graphStem(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _seconds(value: float | None) -> str:
-    """A duration for a table cell."""
-    return "-" if value is None else f"{value:.3f}"
+def _ms(value: float | None) -> str:
+    """A duration (seconds) as milliseconds for a table cell."""
+    return "-" if value is None else f"{value * 1000.0:.2f}"
 
 
 def _loadMatplotlib():
@@ -100,18 +105,18 @@ def drawGraphs(classes, timer: TimerReport, stem: str, directory: Path) -> dict[
     name = timer.summary.name
     paths = {}
 
-    figure, axes = _newAxes(classes, f"{name}: response time", "elapsed time (s)", "response time (s)")
+    figure, axes = _newAxes(classes, f"{name}: response time", "elapsed time (s)", "response time (ms)")
     count = len(series.values)
     step = max(1, math.ceil(count / MAX_SCATTER_POINTS))
     okX = [series.elapsed[i] for i in range(0, count, step) if not series.errors[i]]
-    okY = [series.values[i] for i in range(0, count, step) if not series.errors[i]]
+    okY = [series.values[i] * 1000.0 for i in range(0, count, step) if not series.errors[i]]
     badX = [series.elapsed[i] for i in range(0, count, step) if series.errors[i]]
-    badY = [series.values[i] for i in range(0, count, step) if series.errors[i]]
+    badY = [series.values[i] * 1000.0 for i in range(0, count, step) if series.errors[i]]
     if okX:
         axes.plot(okX, okY, linestyle="none", marker=".", markersize=2, color="#1f77b4", label="ok", rasterized=True)
     if badX:
         axes.plot(badX, badY, linestyle="none", marker="x", markersize=3, color="#d62728", label="error", rasterized=True)
-    averages = [(r.start + (r.end - r.start) / 2, r.distribution.average) for r in rows if r.distribution]
+    averages = [(r.start + (r.end - r.start) / 2, r.distribution.average * 1000.0) for r in rows if r.distribution]
     if averages:
         axes.plot([a for a, _ in averages], [b for _, b in averages], color="#ff7f0e", linewidth=1.5, label="interval average")
     if step > 1:
@@ -121,14 +126,16 @@ def drawGraphs(classes, timer: TimerReport, stem: str, directory: Path) -> dict[
     axes.set_ylim(bottom=0)
     paths["response_times"] = _save(figure, directory / f"{stem}_response_times.png")
 
-    figure, axes = _newAxes(classes, f"{name}: response-time percentiles per interval", "elapsed time (s)", "response time (s)")
+    figure, axes = _newAxes(classes, f"{name}: response-time percentiles per interval", "elapsed time (s)", "response time (ms)")
     filled = [r for r in rows if r.distribution]
     xs = [r.end for r in filled]
     if filled:
-        axes.plot(xs, [r.distribution.maximum for r in filled], label="max", color="#7f7f7f", linewidth=1)
+        axes.plot(xs, [r.distribution.maximum * 1000.0 for r in filled], label="max", color="#7f7f7f", linewidth=1)
         for p, color in zip(sorted(PERCENTILES, reverse=True), ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#1f77b4")):
-            axes.plot(xs, [r.distribution.percentiles[p] for r in filled], label=f"p{p}", color=color, linewidth=1.2)
-        axes.plot(xs, [r.distribution.average for r in filled], label="avg", color="black", linestyle="--", linewidth=1)
+            values = [r.distribution.percentiles[p] * 1000.0 for r in filled]
+            axes.plot(xs, values, label=f"p{p}", color=color, linewidth=1.2)
+        averages = [r.distribution.average * 1000.0 for r in filled]
+        axes.plot(xs, averages, label="avg", color="black", linestyle="--", linewidth=1)
         axes.legend(fontsize=7, loc="upper left", ncol=7)
     axes.set_ylim(bottom=0)
     paths["percentiles"] = _save(figure, directory / f"{stem}_percentiles.png")
@@ -167,11 +174,11 @@ def _summaryCells(timer: TimerReport) -> list[str]:
         str(summary.count),
         str(summary.errors),
         f"{summary.rate:.2f}",
-        _seconds(dist and dist.minimum),
-        _seconds(dist and dist.average),
-        *(_seconds(dist and dist.percentiles[p]) for p in PERCENTILES),
-        _seconds(dist and dist.maximum),
-        _seconds(dist and dist.stdev),
+        _ms(dist and dist.minimum),
+        _ms(dist and dist.average),
+        *(_ms(dist and dist.percentiles[p]) for p in PERCENTILES),
+        _ms(dist and dist.maximum),
+        _ms(dist and dist.stdev),
     ]
 
 
@@ -225,7 +232,7 @@ def renderHtml(project: Project, resultSet: ResultSet, info: ReportInfo, timers:
     parts.append("<h2>Workload</h2>\n")
     parts.append(_table(("User group", "Threads", "Script", "Transactions", "Errors", "Transactions/s"), groupRows, 'id="workload"'))
 
-    parts.append("<h2 id=\"summary\">Summary (seconds)</h2>\n")
+    parts.append("<h2 id=\"summary\">Summary (times in milliseconds)</h2>\n")
     parts.append(
         _table(
             SUMMARY_HEADERS,
@@ -258,11 +265,12 @@ def renderHtml(project: Project, resultSet: ResultSet, info: ReportInfo, timers:
                 str(row.count),
                 str(row.errors),
                 f"{row.rate:.2f}",
-                _seconds(dist and dist.minimum),
-                _seconds(dist and dist.average),
-                *(_seconds(dist and dist.percentiles[p]) for p in PERCENTILES),
-                _seconds(dist and dist.maximum),
+                _ms(dist and dist.minimum),
+                _ms(dist and dist.average),
+                *(_ms(dist and dist.percentiles[p]) for p in PERCENTILES),
+                _ms(dist and dist.maximum),
             ])
+        parts.append(f"<p>Per {project.resultsTsInterval:g} s interval (by transaction start), times in milliseconds:</p>\n")
         parts.append(_table(INTERVAL_HEADERS, intervalRows, f'class="intervals" data-timer="{esc(name)}"'))
     parts.append(f"<p>Generated by multimech-run on {esc(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>\n</body>\n</html>\n")
     return "".join(parts)
@@ -287,7 +295,7 @@ def writeReport(resultsDir: str | Path, project: Project, resultSet: ResultSet, 
     htmlPath = directory / HTML_NAME
     htmlPath.write_text(renderHtml(project, resultSet, info, timers, graphs, duration, notes), encoding="utf-8")
     total = timers[0].summary
-    return Report(htmlPath, timers, graphs, duration, total.count, total.errors, notes)
+    return Report(htmlPath, timers, graphs, duration, total.count, total.errors, notes, resultSet.errorMessages())
 
 
 def formatConsoleSummary(report: Report) -> str:
@@ -307,11 +315,19 @@ def formatConsoleSummary(report: Report) -> str:
     lines.append("-" * len(header))
     for timer in report.timers:
         s, d = timer.summary, timer.summary.distribution
-        line = f"{s.name:<{nameWidth}} {s.count:>8} {s.errors:>7} {s.rate:>9.2f} {_seconds(d and d.minimum):>8} {_seconds(d and d.average):>8}"
-        line += "".join(f" {_seconds(d and d.percentiles[p]):>8}" for p in percentiles)
-        line += f" {_seconds(d and d.maximum):>8}"
+        line = f"{s.name:<{nameWidth}} {s.count:>8} {s.errors:>7} {s.rate:>9.2f} {_ms(d and d.minimum):>8} {_ms(d and d.average):>8}"
+        line += "".join(f" {_ms(d and d.percentiles[p]):>8}" for p in percentiles)
+        line += f" {_ms(d and d.maximum):>8}"
         lines.append(line)
-    lines.append("(times in seconds)")
+    lines.append("(times in milliseconds)")
+    if report.errorMessages:
+        lines.append("Most frequent errors:")
+        for message, count in report.errorMessages[:CONSOLE_ERROR_MESSAGES]:
+            shown = message if len(message) <= 160 else message[:157] + "..."
+            lines.append(f"{count:>8} x {shown}")
+        remaining = len(report.errorMessages) - CONSOLE_ERROR_MESSAGES
+        if remaining > 0:
+            lines.append(f"         ... and {remaining} other distinct messages (see results.html)")
     return "\n".join(lines)
 
 

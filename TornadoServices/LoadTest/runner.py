@@ -112,7 +112,8 @@ def _virtualUser(state: _GroupState, transactionClass: type, threadNum: int) -> 
                 error = cleanErrorMessage(exc)
             runTime = time.perf_counter() - begin
             timers = trans.custom_timers
-            rows.append((startWall - testStart, int(startWall), runTime, error, dict(timers) if isinstance(timers, dict) else {}))
+            timers = dict(timers) if isinstance(timers, dict) else {}
+            rows.append((startWall - testStart, int(startWall), runTime, error, timers))
     finally:
         with state.lock:
             state.active -= 1
@@ -181,6 +182,8 @@ def _groupProcess(spec: GroupSpec, queue: Any, startEvent: Any, startTime: Any, 
         now = time.time()
         if stopEvent.is_set() or now >= state.endTime or os.getppid() != parentPid:
             break
+        if len(agents) == spec.threads and not any(agent.is_alive() for agent in agents):
+            break  # every virtual user failed to start or ended: nothing left to measure
         while len(agents) < spec.threads and now >= state.testStart + len(agents) * spacing:
             agent = threading.Thread(
                 target=_virtualUser,
@@ -383,7 +386,6 @@ class Runner:
                 target=_groupProcess,
                 args=(spec, self.queue, self.startEvent, self.startTime, self.stopEvent),
                 name=f"multimech-{group.name}",
-                daemon=True,
             )
             process.start()
             self.processes.append(process)

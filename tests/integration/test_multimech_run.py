@@ -194,7 +194,7 @@ def test_html_summary_matches_csv(completedRun):
     for timer in reader.summary.values():
         assert timer[1:3] == [str(len(rows)), str(errors)]
         assert float(timer[3]) > 0
-    assert float(reader.summary["Sleep"][4]) >= 0.004  # min of the 5 ms sleep
+    assert float(reader.summary["Sleep"][4]) >= 4.0  # min of the 5 ms sleep, in milliseconds
     assert len(reader.images) == 9
     for name in reader.images:
         data = (resultsDir / name).read_bytes()
@@ -338,3 +338,24 @@ def test_usage_errors_exit_2(tmp_path, args):
     completed = run(args, cwd=tmp_path, timeout=30)
     assert completed.returncode == 2
     assert "usage: multimech-run" in completed.stderr
+
+
+def test_failing_constructors_end_the_run_early_with_exit_1(tmp_path):
+    project = makeProject(
+        tmp_path / "nosetup",
+        """
+        [global]
+        run_time = 300
+        progress_bar = off
+
+        [user_group-1]
+        threads = 2
+        script = worker.py
+        """,
+        {"worker.py": "class Transaction:\n    def __init__(self):\n        raise ConnectionError('no route to the service')\n\n    def run(self):\n        pass\n"},
+    )
+    completed = run([str(project)], cwd=tmp_path, timeout=60)
+    assert completed.returncode == 1, (completed.stdout, completed.stderr)
+    assert "Transaction() failed: ConnectionError: no route to the service" in completed.stderr
+    assert "no virtual user could create its Transaction" in completed.stderr
+    assert reportedTotals(completed.stdout) == (0, 0)

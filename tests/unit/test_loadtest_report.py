@@ -131,6 +131,7 @@ def test_console_summary(tmp_path, monkeypatch):
     assert "p50" in lines[1] and "p99" in lines[1]
     total = next(line for line in lines if line.startswith(TOTAL_TIMER))
     assert total.split()[2:4] == ["200", "20"]
+    assert lines[-2:] == ["Most frequent errors:", "      20 x planned <failure>"]
 
 
 def test_report_without_matplotlib(tmp_path, monkeypatch):
