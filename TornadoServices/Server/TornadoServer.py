@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import socket
 import threading
 from typing import Any, Iterable, Optional, Union
@@ -36,7 +37,7 @@ from TornadoServices.Server.private.Runtime import ComponentRuntime
 from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
 from TornadoServices.Server.private.Settings import ServerSettings
 from TornadoServices.Server.private.Stats import ServerStats
-from TornadoServices.Server.TornadoService import TornadoService
+from TornadoServices.Server.TornadoService import BODY_SIZE_SLACK, TornadoService
 
 __all__ = ["TornadoServer", "TornadoServerError"]
 
@@ -345,7 +346,7 @@ class TornadoServer:
                 ssl_options=sslContext,
                 decompress_request=True,
                 max_header_size=settings.maxHeaderSize,
-                max_body_size=settings.maxBodySize,
+                max_body_size=settings.maxBodySize + BODY_SIZE_SLACK,
                 idle_connection_timeout=settings.idleConnectionTimeout,
                 body_timeout=settings.bodyTimeout,
             )
@@ -362,11 +363,11 @@ class TornadoServer:
         """The main port once bound (useful with port 0)."""
         return self.boundPorts.get(self.port, self.port)
 
-    def startTornado(self) -> None:
-        """Start and serve until :meth:`stop` is called (from a signal handler or another thread)."""
-        asyncio.run(self._serve())
+    def startTornado(self, handleSignals: bool = False) -> None:
+        """Start and serve until :meth:`stop` is called; with ``handleSignals`` SIGINT/SIGTERM stop cleanly."""
+        asyncio.run(self._serve(handleSignals=handleSignals))
 
-    async def _serve(self, ready: Optional[threading.Event] = None) -> None:
+    async def _serve(self, ready: Optional[threading.Event] = None, handleSignals: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopEvent = asyncio.Event()
         try:
@@ -374,8 +375,19 @@ class TornadoServer:
         finally:
             if ready is not None:
                 ready.set()
+        if handleSignals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(signum, self._onSignal, signum)
+        if self._stopped:
+            self._stopEvent.set()
         await self._stopEvent.wait()
         await self._shutdown()
+
+    def _onSignal(self, signum: int) -> None:
+        self.log.always("Stopping", f"on {signal.Signals(signum).name}")
+        self._stopped = True
+        if self._stopEvent is not None:
+            self._stopEvent.set()
 
     def startInThread(self, timeout: float = 60.0) -> threading.Thread:
         """Serve from a background thread with its own event loop; return once the ports are bound.
@@ -403,20 +415,19 @@ class TornadoServer:
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop serving: no new connections, running calls get ``ShutdownTimeout`` seconds, then everything closes.
 
-        Safe to call from any thread; from another thread it waits for the server thread to end.
+        Safe to call from any thread (and from signal handlers); from another thread than the server's
+        background thread it waits for that thread to end.
         """
-        loop, event = self._loop, self._stopEvent
-        if loop is None or event is None or self._stopped:
+        if self._stopped:
             return
         self._stopped = True
+        loop, event = self._loop, self._stopEvent
+        if loop is None or event is None:
+            return  # not serving yet: _serve stops right after start-up
         try:
-            running = asyncio.get_running_loop()
+            loop.call_soon_threadsafe(event.set)
         except RuntimeError:
-            running = None
-        if running is loop:
-            event.set()
-            return
-        loop.call_soon_threadsafe(event.set)
+            return  # loop already closed
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout if timeout is not None else self.settings.shutdownTimeout + 10)
 

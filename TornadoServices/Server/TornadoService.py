@@ -46,6 +46,8 @@ _JSON = "application/json"
 _OCTET = "application/octet-stream"
 _STREAM_CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
+#: Tornado's own body limit is set this much above ours, so that we answer 413 (Tornado would answer a bare 400)
+BODY_SIZE_SLACK = 1024 * 1024
 _LOG_INFO = 20
 _LOG_VERBOSE = 15
 _MESSAGE_IN_LOG = 300
@@ -112,8 +114,8 @@ class TornadoService(RequestHandler):
     _errorMessage = ""
     _accounted = False
     _upload: Any = None
-    _uploadSize = 0
-    _uploadLimit = 0
+    _bodySize = 0
+    _bodyLimit = 0
     _chunks: Optional[list[bytes]] = None
     _clientVO: Optional[str] = None
     _clientSetup: Optional[str] = None
@@ -152,8 +154,10 @@ class TornadoService(RequestHandler):
                 self._prepareUpload(runtime)
             else:
                 length = request.headers.get("Content-Length")
-                if length is not None and length.isdigit() and int(length) > runtime.settings.maxBodySize:
-                    self._refuseBody(int(length), runtime.settings.maxBodySize, "MaxBodySize")
+                limit = runtime.settings.maxBodySize
+                if length is not None and length.isdigit() and int(length) > limit:
+                    self._refuseBody(int(length), limit, "MaxBodySize")
+                self._bodyLimit = limit
                 self._chunks = []
         except _RequestFailed as failure:
             self._fail(failure)
@@ -174,9 +178,9 @@ class TornadoService(RequestHandler):
         if length is not None and length.isdigit() and int(length) > limit:
             self._refuseBody(int(length), limit, "MaxUploadSize")
         connection = self.request.connection
-        connection.set_max_body_size(2 * limit)  # we answer 413 ourselves at ``limit``
+        connection.set_max_body_size(limit + BODY_SIZE_SLACK)  # data_received answers 413 at ``limit``
         connection.set_body_timeout(runtime.settings.uploadTimeout)
-        self._uploadLimit = limit
+        self._bodyLimit = limit
         self._upload = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
 
     def _refuseBody(self, length: int, limit: int, option: str) -> None:
@@ -188,21 +192,21 @@ class TornadoService(RequestHandler):
             S_ERROR(f"Request body of {length} bytes is larger than the {limit} bytes allowed (/Systems/Tornado/{option})"),
         )
 
-    def data_received(self, chunk: bytes) -> None:  # Tornado hook, streamed body
+    def data_received(self, chunk: bytes) -> None:  # Tornado hook, streamed body (decompressed)
         if self._finished:
             return
-        if self._upload is not None:
-            self._uploadSize += len(chunk)
-            if self._uploadSize > self._uploadLimit:
-                self.set_header("Connection", "close")
-                self._fail(
-                    _RequestFailed(
-                        413,
-                        S_ERROR(f"Upload larger than the {self._uploadLimit} bytes allowed (/Systems/Tornado/MaxUploadSize)"),
-                    )
+        self._bodySize += len(chunk)
+        if self._bodySize > self._bodyLimit:
+            self._closeUpload()
+            self._chunks = None
+            self.set_header("Connection", "close")
+            option = "MaxUploadSize" if self._bodyLimit == self._runtime.settings.maxUploadSize else "MaxBodySize"
+            self._fail(
+                _RequestFailed(
+                    413, S_ERROR(f"Request body larger than the {self._bodyLimit} bytes allowed (/Systems/Tornado/{option})")
                 )
-                self._closeUpload()
-                return
+            )
+        elif self._upload is not None:
             self._upload.write(chunk)
         elif self._chunks is not None:
             self._chunks.append(chunk)

@@ -81,6 +81,13 @@ class DummyHandler(TornadoService):
         """A bug in a handler: HTTP 500 with an S_ERROR naming the exception (traceback in the server log)."""
         raise RuntimeError(msg)
 
+    def export_configurable(self) -> dict[str, Any]:
+        """No auth_ rule here: the CS decides (Authorization/configurable, else Authorization/Default).
+
+        Without either, nobody may call it -- a method whose rule was forgotten stays closed.
+        """
+        return S_OK(f"configured access for {self.getUserName()}")
+
     auth_streamToClient = ["authenticated"]
     types_streamToClient = [int]
 

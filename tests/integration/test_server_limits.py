@@ -1,0 +1,161 @@
+"""Server limits (constructor arguments over the CS): body sizes, worker pool back-pressure, connections."""
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+import requests
+
+from TornadoServices.Core.Encoding import decode, encode
+
+from conftest import RunningServer, loadCS, makeServerCFG
+
+
+def _waitFor(predicate, what: str, timeout: float = 30.0) -> None:
+    """Poll until ``predicate()`` (bounded wait for a state, not a timing assumption)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def limited(pki, _serverSession):
+    """A second server with tiny limits: 4 KiB forms, 8 KiB uploads, 1 worker, no waiting queue, 3 connections."""
+    from TornadoServices.Server.TornadoServer import TornadoServer
+
+    loadCS(makeServerCFG(pki))
+    server = TornadoServer(
+        services=["Framework/Dummy"],
+        port=0,
+        address="127.0.0.1",
+        maxBodySize=4096,
+        maxUploadSize=8192,
+        maxThreads=1,
+        maxWaitingPetitions=0,
+        maxConnections=3,
+    )
+    server.startInThread()
+    handle = RunningServer(server, pki, makeServerCFG(pki, urlsPort=server.actualPort), "")
+    yield handle
+    server.stop()
+
+
+@pytest.fixture
+def limitedServer(limited):
+    loadCS(limited.cfgText)
+    yield limited
+
+
+def _json(response) -> dict:
+    assert response.headers["Content-Type"] == "application/json"
+    return decode(response.text)[0]
+
+
+def test_form_body_over_limit_is_413(limitedServer):
+    response = limitedServer.post("echo", "x" * 5000)
+    assert response.status_code == 413
+    result = _json(response)
+    assert "MaxBodySize" in result["Message"] and result["OK"] is False
+
+
+def test_form_body_under_limit_is_served(limitedServer):
+    assert limitedServer.call("echo", "x" * 3000)["Value"] == "x" * 3000
+
+
+def test_upload_over_limit_is_413(limitedServer, pki):
+    response = requests.post(
+        limitedServer.url(),
+        params={"method": "streamFromClient", "args": encode(["f", "", 9000])},
+        data=b"x" * 9000,
+        headers={"Content-Type": "application/octet-stream"},
+        cert=pki.proxy,
+        verify=pki.caFile,
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert "MaxUploadSize" in _json(response)["Message"]
+
+
+def test_chunked_upload_over_limit_is_413(limitedServer, pki):
+    def pieces():
+        for _ in range(5):
+            yield b"y" * 4000
+
+    try:
+        response = requests.post(
+            limitedServer.url(),
+            params={"method": "streamFromClient", "args": encode(["f", "", -1])},
+            data=pieces(),
+            headers={"Content-Type": "application/octet-stream"},
+            cert=pki.proxy,
+            verify=pki.caFile,
+            timeout=30,
+        )
+    except requests.ConnectionError:
+        return  # the server may close while the client still sends: also a refusal
+    assert response.status_code == 413
+
+
+def test_upload_under_limit_is_served(limitedServer, pki):
+    response = requests.post(
+        limitedServer.url(),
+        params={"method": "streamFromClient", "args": encode(["f", "", 8000])},
+        data=b"z" * 8000,
+        headers={"Content-Type": "application/octet-stream"},
+        cert=pki.proxy,
+        verify=pki.caFile,
+        timeout=30,
+    )
+    assert _json(response)["Value"]["size"] == 8000
+
+
+def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer):
+    handler = limitedServer.handlerClass("Framework/Dummy")
+    executor = handler._runtime.executor
+    handler.wakeUp.clear()
+    results = {}
+    sleeper = threading.Thread(target=lambda: results.setdefault("sleep", limitedServer.call("sleep", 60)))
+    sleeper.start()
+    try:
+        _waitFor(lambda: executor.pending == 1, "the sleeping call to occupy the only worker")
+        response = limitedServer.post("add", 1, 2)
+        assert response.status_code == 503
+        assert "overloaded" in _json(response)["Message"]
+        assert limitedServer.call("ping")["OK"]  # async built-ins do not need a worker
+    finally:
+        handler.wakeUp.set()
+        sleeper.join(60)
+    assert results["sleep"]["Value"]["wokenUp"] is True
+    assert limitedServer.call("add", 1, 2) == {"OK": True, "Value": 3}
+
+
+def test_connections_beyond_max_are_closed(limitedServer, pki):
+    context = ssl.create_default_context(cafile=pki.caFile)
+    context.load_cert_chain(pki.proxy)
+    held = []
+    try:
+        for _ in range(3):
+            raw = socket.create_connection(("127.0.0.1", limitedServer.port), timeout=30)
+            held.append(context.wrap_socket(raw, server_hostname="localhost"))
+        _waitFor(lambda: limitedServer.stats.openConnections >= 3, "three open connections")
+        before = limitedServer.stats.connectionsRejected
+        extra = socket.create_connection(("127.0.0.1", limitedServer.port), timeout=30)
+        try:
+            with pytest.raises((ssl.SSLError, OSError)):
+                tls = context.wrap_socket(extra, server_hostname="localhost")
+                tls.sendall(b"POST /Framework/Dummy HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+                if not tls.recv(1024):
+                    raise OSError("closed by the server")
+        finally:
+            extra.close()
+        assert limitedServer.stats.connectionsRejected == before + 1
+    finally:
+        for sock in held:
+            sock.close()
+    _waitFor(lambda: limitedServer.stats.openConnections == 0, "held connections to close")
+    assert limitedServer.call("ping")["OK"]
