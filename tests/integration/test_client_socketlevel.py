@@ -62,17 +62,17 @@ class PKI:
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return PKI(str(tmp_path_factory.mktemp("client-pki")))
+def tlsPKI(tmp_path_factory):
+    return PKI(str(tmp_path_factory.mktemp("client-tlsPKI")))
 
 
 @pytest.fixture(autouse=True)
-def environment(pki, monkeypatch):
+def environment(tlsPKI, monkeypatch):
     gConfig.reset()
     resetBannedURLs()
-    monkeypatch.setenv("X509_USER_PROXY", pki.proxy)
+    monkeypatch.setenv("X509_USER_PROXY", tlsPKI.proxy)
     monkeypatch.delenv("GRID_PROXY_FILE", raising=False)
-    monkeypatch.setenv("X509_CERT_DIR", pki.caDir)
+    monkeypatch.setenv("X509_CERT_DIR", tlsPKI.caDir)
     yield
     gSessionRegistry.closeAll()
     resetBannedURLs()
@@ -210,15 +210,15 @@ def deadPort() -> int:
 
 
 # ---------------------------------------------------------------- success paths
-def test_call_and_wire_bytes(servers, pki):
-    server = servers(answer(), pki.serverContext())
+def test_call_and_wire_bytes(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext())
     result = TornadoClient(server.url()).ping()
     assert result["OK"] and result["Value"] == "pong"
     assert server.requests == [b"method=ping&args=%5B%5D&clientVO=unknown&clientSetup=None"]
 
 
-def test_fresh_client_objects_reuse_one_tls_connection(servers, pki):
-    server = servers(answer(), pki.serverContext())
+def test_fresh_client_objects_reuse_one_tls_connection(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext())
     before = connectionStats()["tlsConnections"]
     for _ in range(100):
         assert Client(url=server.url()).ping()["OK"]
@@ -227,29 +227,29 @@ def test_fresh_client_objects_reuse_one_tls_connection(servers, pki):
     assert connectionStats()["tlsConnections"] - before == 1
 
 
-def test_different_credentials_get_different_connections(servers, pki):
-    server = servers(answer(), pki.serverContext())
+def test_different_credentials_get_different_connections(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext())
     for _ in range(3):
         assert TornadoClient(server.url()).ping()["OK"]
-        assert TornadoClient(server.url(), proxyLocation=pki.proxy2).ping()["OK"]
+        assert TornadoClient(server.url(), proxyLocation=tlsPKI.proxy2).ping()["OK"]
     assert server.connections == 2
 
 
-def test_renewed_proxy_file_opens_a_new_connection(servers, pki, tmp_path, monkeypatch):
+def test_renewed_proxy_file_opens_a_new_connection(servers, tlsPKI, tmp_path, monkeypatch):
     proxy = tmp_path / "x509up"
-    proxy.write_bytes(open(pki.proxy, "rb").read())
+    proxy.write_bytes(open(tlsPKI.proxy, "rb").read())
     monkeypatch.setenv("X509_USER_PROXY", str(proxy))
-    server = servers(answer(), pki.serverContext())
+    server = servers(answer(), tlsPKI.serverContext())
     assert TornadoClient(server.url()).ping()["OK"]
     assert TornadoClient(server.url()).ping()["OK"]
-    proxy.write_bytes(open(pki.proxy2, "rb").read())
+    proxy.write_bytes(open(tlsPKI.proxy2, "rb").read())
     os.utime(proxy, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
     assert TornadoClient(server.url()).ping()["OK"]
     assert server.connections == 2
     assert len(gSessionRegistry) == 1, "the session of the old proxy was closed"
 
 
-def test_environment_ca_bundles_and_proxies_are_ignored(servers, pki, monkeypatch, tmp_path):
+def test_environment_ca_bundles_and_proxies_are_ignored(servers, tlsPKI, monkeypatch, tmp_path):
     bogus = tmp_path / "bogus-bundle.pem"
     bogus.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
@@ -259,38 +259,38 @@ def test_environment_ca_bundles_and_proxies_are_ignored(servers, pki, monkeypatc
         monkeypatch.setenv(name, f"http://127.0.0.1:{deadPort()}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    server = servers(answer(), pki.serverContext())
+    server = servers(answer(), tlsPKI.serverContext())
     assert TornadoClient(server.url()).ping()["OK"]
 
 
-def test_in_memory_proxy_string_leaves_no_file(servers, pki, tmp_path, monkeypatch):
+def test_in_memory_proxy_string_leaves_no_file(servers, tlsPKI, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    server = servers(answer(), pki.serverContext())
-    proxyString = open(pki.proxy).read()
+    server = servers(answer(), tlsPKI.serverContext())
+    proxyString = open(tlsPKI.proxy).read()
     monkeypatch.setenv("X509_USER_PROXY", str(tmp_path / "absent"))
     result = TornadoClient(server.url(), proxyString=proxyString).ping()
     assert result["OK"], result
     assert os.listdir(tmp_path) == []
-    chain = pki.userA.asX509Chain()
+    chain = tlsPKI.userA.asX509Chain()
     assert TornadoClient(server.url(), proxyChain=chain).ping()["OK"]
 
 
-def test_skip_ca_check_talks_to_an_untrusted_server(servers, pki):
-    server = servers(answer(), pki.serverContext("hostB"))
+def test_skip_ca_check_talks_to_an_untrusted_server(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext("hostB"))
     assert TornadoClient(server.url(), skipCACheck=True).ping()["OK"]
 
 
 # ---------------------------------------------------------------- failover
-def test_failover_from_dead_port_to_live_server(servers, pki):
-    server = servers(answer(b'{"OK": true, "Value": "live"}'), pki.serverContext())
+def test_failover_from_dead_port_to_live_server(servers, tlsPKI):
+    server = servers(answer(b'{"OK": true, "Value": "live"}'), tlsPKI.serverContext())
     dead = f"https://localhost:{deadPort()}{PATH}"
     result = TornadoClient(f"{dead},{server.url()}").ping()
     assert result["OK"] and result["Value"] == "live"
 
 
-def test_read_timeout_is_not_resent(servers, pki):
-    stalling = servers(stallAfterRequest, pki.serverContext())
-    live = servers(answer(), pki.serverContext())
+def test_read_timeout_is_not_resent(servers, tlsPKI):
+    stalling = servers(stallAfterRequest, tlsPKI.serverContext())
+    live = servers(answer(), tlsPKI.serverContext())
     result = TornadoClient(f"{stalling.url()},{live.url()}", timeout=1).slowThing()
     assert not result["OK"]
     assert result["Errno"] == errno.ETIMEDOUT
@@ -299,9 +299,9 @@ def test_read_timeout_is_not_resent(servers, pki):
     assert len(stalling.requests) == 1 and live.requests == []
 
 
-def test_connect_timeout_fails_over(servers, pki):
+def test_connect_timeout_fails_over(servers, tlsPKI):
     silent = servers(neverHandshake, None)
-    live = servers(answer(b'{"OK": true, "Value": "live"}'), pki.serverContext())
+    live = servers(answer(b'{"OK": true, "Value": "live"}'), tlsPKI.serverContext())
     alone = TornadoClient(silent.url(), timeout=1).ping()
     assert not alone["OK"] and alone["Errno"] == errno.ETIMEDOUT
     assert "Could not connect to" in alone["Message"] and "within 1 s" in alone["Message"]
@@ -310,7 +310,7 @@ def test_connect_timeout_fails_over(servers, pki):
 
 
 # ---------------------------------------------------------------- one message per failure
-def test_connection_refused(pki):
+def test_connection_refused(tlsPKI):
     url = f"https://localhost:{deadPort()}{PATH}"
     result = TornadoClient(url).ping()
     assert result["Errno"] == errno.ECONNREFUSED
@@ -323,47 +323,47 @@ def test_dns_failure():
     assert "Cannot resolve the host name 'no-such-host.invalid'" in result["Message"]
 
 
-def test_server_certificate_not_trusted(servers, pki):
-    server = servers(answer(), pki.serverContext("hostB"))
+def test_server_certificate_not_trusted(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext("hostB"))
     result = TornadoClient(server.url()).ping()
     assert not result["OK"] and server.requests == []
-    assert "is not trusted" in result["Message"] and pki.caDir in result["Message"]
+    assert "is not trusted" in result["Message"] and tlsPKI.caDir in result["Message"]
     assert "unable to get local issuer certificate" in result["Message"]
 
 
-def test_hostname_mismatch(servers, pki):
-    server = servers(answer(), pki.serverContext("wrongName"))
+def test_hostname_mismatch(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext("wrongName"))
     result = TornadoClient(server.url()).ping()
     assert not result["OK"] and server.requests == []
     assert "is not valid for the host name 'localhost'" in result["Message"]
     assert "Hostname mismatch" in result["Message"]
 
 
-def test_ip_address_mismatch(servers, pki):
-    server = servers(answer(), pki.serverContext("wrongName"))
+def test_ip_address_mismatch(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext("wrongName"))
     result = TornadoClient(server.url("127.0.0.1")).ping()
     assert "is not valid for the host name '127.0.0.1'" in result["Message"]
 
 
-def test_client_certificate_rejected_every_time(servers, pki):
+def test_client_certificate_rejected_every_time(servers, tlsPKI):
     """TLS 1.3 hides the server's verdict behind the request; the alert must still be reported."""
-    server = servers(answer(), pki.serverContext())
+    server = servers(answer(), tlsPKI.serverContext())
     messages = set()
     for _ in range(25):
-        result = TornadoClient(server.url(), proxyLocation=pki.strangerProxy, timeout=5).ping()
+        result = TornadoClient(server.url(), proxyLocation=tlsPKI.strangerProxy, timeout=5).ping()
         assert not result["OK"]
         messages.add(result["Message"].split("(", 1)[1].split(")")[0])
         assert "rejected our certificate" in result["Message"], result["Message"]
-        assert pki.strangerProxy in result["Message"]
+        assert tlsPKI.strangerProxy in result["Message"]
     assert server.requests == []
     assert any("UNKNOWN_CA" in m for m in messages)
 
 
-def test_rejected_certificate_fails_over_to_a_server_that_accepts_it(servers, pki, tmp_path):
+def test_rejected_certificate_fails_over_to_a_server_that_accepts_it(servers, tlsPKI, tmp_path):
     strictCAs = str(tmp_path / "strict")
     DevPKI.writeCADirectory(strictCAs, [DevPKI.CertificateAuthority("/CN=Unrelated", keyType="ec")], withCRL=False)
-    strict = servers(answer(), makeServerContext(*pki.host, strictCAs, crlCheck="off"))
-    live = servers(answer(b'{"OK": true, "Value": "accepted"}'), pki.serverContext())
+    strict = servers(answer(), makeServerContext(*tlsPKI.host, strictCAs, crlCheck="off"))
+    live = servers(answer(b'{"OK": true, "Value": "accepted"}'), tlsPKI.serverContext())
     assert TornadoClient(f"{strict.url()},{live.url()}").ping()["Value"] == "accepted"
 
 
@@ -374,40 +374,40 @@ def test_not_a_tls_server(servers):
     assert "TLS handshake with" in result["Message"] and "is it an HTTPS server?" in result["Message"]
 
 
-def test_reset_mid_response(servers, pki):
-    server = servers(resetMidResponse, pki.serverContext())
+def test_reset_mid_response(servers, tlsPKI):
+    server = servers(resetMidResponse, tlsPKI.serverContext())
     result = TornadoClient(server.url()).ping()
     assert result["Errno"] == errno.ECONNRESET
     assert "was lost in the middle of its answer" in result["Message"]
     assert "may or may not have been executed" in result["Message"]
 
 
-def test_closed_before_answering(servers, pki):
+def test_closed_before_answering(servers, tlsPKI):
     def closeAfterRequest(server, conn):
         server.readRequest(conn)
 
-    server = servers(closeAfterRequest, pki.serverContext())
+    server = servers(closeAfterRequest, tlsPKI.serverContext())
     result = TornadoClient(server.url(), timeout=2).ping()
     assert result["Errno"] == errno.ECONNRESET
     assert "was lost before answering" in result["Message"]
     assert len(server.requests) == 1
 
 
-def test_junk_instead_of_http(servers, pki):
-    server = servers(junk, pki.serverContext())
+def test_junk_instead_of_http(servers, tlsPKI):
+    server = servers(junk, tlsPKI.serverContext())
     result = TornadoClient(server.url()).ping()
     assert result["Errno"] == errno.EPROTO
     assert "answered with something that is not HTTP" in result["Message"]
 
 
-def test_undecodable_body_from_a_real_socket(servers, pki):
-    server = servers(answer(b"<html>not json</html>", b"text/html"), pki.serverContext())
+def test_undecodable_body_from_a_real_socket(servers, tlsPKI):
+    server = servers(answer(b"<html>not json</html>", b"text/html"), tlsPKI.serverContext())
     result = TornadoClient(server.url()).ping()
     assert "Cannot decode the answer of" in result["Message"] and "text/html" in result["Message"]
 
 
-def test_sixteen_threads_share_clients_and_pool(servers, pki):
-    server = servers(answer(), pki.serverContext())
+def test_sixteen_threads_share_clients_and_pool(servers, tlsPKI):
+    server = servers(answer(), tlsPKI.serverContext())
     shared = TornadoClient(server.url())
     failures = []
 
@@ -492,8 +492,8 @@ def sinkUpload(server: RawServer, conn: socket.socket) -> None:
 
 
 @pytest.mark.slow
-def test_one_gib_download_streams_to_disk(servers, pki, tmp_path):
-    server = servers(streamBody, pki.serverContext())
+def test_one_gib_download_streams_to_disk(servers, tlsPKI, tmp_path):
+    server = servers(streamBody, tlsPKI.serverContext())
     dest = tmp_path / "big.bin"
     with PeakRSS() as rss:
         result = TransferClient(server.url(), timeout=30).receiveFile(str(dest), "bigfile")
@@ -505,8 +505,8 @@ def test_one_gib_download_streams_to_disk(servers, pki, tmp_path):
 
 
 @pytest.mark.slow
-def test_one_gib_upload_streams_from_disk(servers, pki, tmp_path):
-    server = servers(sinkUpload, pki.serverContext())
+def test_one_gib_upload_streams_from_disk(servers, tlsPKI, tmp_path):
+    server = servers(sinkUpload, tlsPKI.serverContext())
     source = tmp_path / "sparse.bin"
     with open(source, "wb") as handle:
         handle.truncate(SIZE)
