@@ -69,12 +69,16 @@ def _buildParser() -> argparse.ArgumentParser:
         EPILOG,
         positionalCfg=False,
     )
-    parser.add_argument("--url", default=None, help="configuration server URL (default: /DIRAC/Configuration/MasterServer)")
+    parser.add_argument(
+        "--url", default=None, help="configuration server URL (default: /DIRAC/Configuration/MasterServer)"
+    )
     parser.add_argument("--proxy", default=None, metavar="FILE", help="proxy (or cert+key PEM) to authenticate with")
-    parser.add_argument("--state", default=None, metavar="FILE", help=f"pending change set file (default: {_defaultStatePath()})")
+    parser.add_argument(
+        "--state", default=None, metavar="FILE", help=f"pending change set file (default: {_defaultStatePath()})"
+    )
     parser.add_argument("-m", "--message", default=None, help="commit message (with set/del: commit at once)")
     parser.add_argument("-n", "--limit", type=int, default=20, help="history: how many versions to list")
-    parser.add_argument("command", choices=["show", "get", "set", "del", "status", "diff", "commit", "rebase", "discard", "history", "rollback"])
+    parser.add_argument("command", choices=list(COMMANDS))
     parser.add_argument("arguments", nargs="*", help="command arguments (see below)")
     return parser
 
@@ -110,7 +114,9 @@ class PendingChanges:
         except FileNotFoundError:
             return self
         except (OSError, ValueError) as exc:
-            raise _Failure(f"Cannot read the pending change set {self.path}: {exc}; fix it or delete it (tornado-cs discard)")
+            raise _Failure(
+                f"Cannot read the pending change set {self.path}: {exc}; fix it or delete it (tornado-cs discard)"
+            )
         self.master = state.get("master", "")
         self.baseVersion = state.get("baseVersion", "")
         self.baseText = b64decode(state.get("base", "")).decode() if state.get("base") else ""
@@ -213,8 +219,10 @@ def _resolveVersion(api: Any, text: str) -> str:
 
 
 def _check(result: dict, what: str) -> Any:
+    """Return the value of an S_OK, or raise _Failure saying what failed (without repeating it)."""
     if not result["OK"]:
-        raise _Failure(f"{what}: {result['Message']}")
+        message = str(result["Message"])
+        raise _Failure(message if message.startswith(what) else f"{what}: {message}")
     return result.get("Value")
 
 
@@ -313,8 +321,11 @@ def _record(ctx: _Context, operation: dict[str, str]) -> None:
     state.operations.append(operation)
     state.save()
     count = len(state.operations)
-    ctx.out(f"Pending: {_describe(operation)} ({count} change{'s' if count != 1 else ''} on version {state.baseVersion}; "
-            "tornado-cs commit -m MESSAGE to send)")
+    plural = "s" if count != 1 else ""
+    ctx.out(
+        f"Pending: {_describe(operation)} ({count} change{plural} on version {state.baseVersion}; "
+        "tornado-cs commit -m MESSAGE to send)"
+    )
 
 
 def cmdSet(ctx: _Context) -> None:
@@ -373,9 +384,12 @@ def cmdCommit(ctx: _Context) -> None:
     if not result["OK"]:
         hint = ""
         if "conflict" in result["Message"]:
-            hint = (f"\nYour {len(state.operations)} pending change(s) are kept: 'tornado-cs rebase' re-applies them on "
-                    "the current version, then commit again.")
-        raise _Failure(f"Commit refused: {result['Message']}{hint}")
+            hint = (
+                f"\nYour {len(state.operations)} pending change(s) are kept: 'tornado-cs rebase' re-applies them "
+                "on the current version, then commit again."
+            )
+        message = str(result["Message"])
+        raise _Failure(f"{message if message.startswith('Commit refused') else 'Commit refused: ' + message}{hint}")
     state.discard()
     ctx.out(f"Committed version {result['Value']}")
 

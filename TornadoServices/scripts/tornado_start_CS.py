@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         "/DIRAC/Configuration/Master = yes, else a slave that follows the master.",
     )
     parser.add_argument(
-        "--port", type=int, default=None, help=f"port to listen on (default: the service's Port option, else {DEFAULT_PORT})"
+        "--port",
+        type=int,
+        default=None,
+        help=f"port to listen on (default: the service's Port option, else {DEFAULT_PORT})",
     )
     _setDefaults()
     args = parseCommandLine(parser, argv)

@@ -347,7 +347,8 @@ class CSAPI:
         """Make an older version's content current again (as a new version); S_OK(new version)."""
         if self._client is None:
             return self.__initialized
-        result = self._client.rollbackToVersion(version, message) if message else self._client.rollbackToVersion(version)
+        arguments = (version, message) if message else (version,)
+        result = self._client.rollbackToVersion(*arguments)
         if not result["OK"]:
             return result
         self.downloadCSData()

@@ -163,7 +163,7 @@ class TornadoConfigurationHandler(TornadoService):
         if not self._si.isMaster():
             return S_ERROR("forceGlobalConfigurationUpdate must be sent to the master configuration server")
         results = self._si.forceGlobalUpdate(wait=True)
-        return S_OK({url: result.get("Message", "OK") if not result.get("OK") else "OK" for url, result in results.items()})
+        return S_OK({url: "OK" if res.get("OK") else res.get("Message", "failed") for url, res in results.items()})
 
     # ---- history --------------------------------------------------------------------------------
 

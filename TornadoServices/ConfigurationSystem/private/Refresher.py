@@ -78,6 +78,8 @@ class Refresher:
         self.lastRefreshTime = 0.0
         self.lastRefreshResult: dict | None = None
         self.lastPublishResult: dict | None = None
+        self._failing = False
+        self._publishFailing = False
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._afterFork)
 
@@ -132,7 +134,9 @@ class Refresher:
         if initialSync and not self.isRunning():
             result = self.forceRefresh()
             if not result["OK"]:
-                sLog.warn("Initial configuration refresh failed, going on with the local configuration", result["Message"])
+                sLog.warn(
+                    "Initial configuration refresh failed, going on with the local configuration", result["Message"]
+                )
         self._startThread()
         return result
 
@@ -211,14 +215,24 @@ class Refresher:
         """One automatic round: refresh (from the master for slaves), then publish when a slave."""
         if self._slaveURL:
             result = self.forceRefresh(fromMaster=True)
-            if not result["OK"]:
-                sLog.warn("Cannot update from the master, serving the last good configuration", result["Message"])
+            self._report(result, "Cannot update from the master, serving the last good configuration")
             if self._data.getAutoPublish():
                 self.lastPublishResult = self._publish()
         else:
             result = self.forceRefresh()
-            if not result["OK"]:
-                sLog.verbose("Configuration refresh failed, keeping the current configuration", result["Message"])
+            self._report(result, "Configuration refresh failed, keeping the current configuration")
+
+    def _report(self, result: dict, problem: str) -> None:
+        """Log a failing refresh loudly once, then quietly until it works again (no log flood every period)."""
+        if result["OK"]:
+            if self._failing:
+                sLog.notice("Configuration refresh works again", f"version {result['Value']}")
+            self._failing = False
+        elif not self._failing:
+            self._failing = True
+            sLog.warn(problem, result["Message"])
+        else:
+            sLog.verbose(problem, result["Message"])
 
     def _publish(self) -> dict:
         """Tell the master this slave is alive."""
@@ -233,9 +247,11 @@ class Refresher:
         except Exception as exc:  # network or client failures are reported, not raised
             result = S_ERROR(f"{master}: {exc}")
         if not result["OK"]:
-            sLog.warn("Cannot publish this slave to the master", f"{master}: {result['Message']}")
+            logMethod = sLog.verbose if self._publishFailing else sLog.warn
+            logMethod("Cannot publish this slave to the master", f"{master}: {result['Message']}")
         else:
             sLog.debug("Published to the master", master)
+        self._publishFailing = not result["OK"]
         return result
 
     # ---- one refresh ----------------------------------------------------------------------------

@@ -272,7 +272,9 @@ def _commentOf(cfg: CFG, path: str) -> str:
 def diffCFGTexts(oldText: str, newText: str, oldLabel: str = "old", newLabel: str = "new") -> list[str]:
     """Return a unified diff (lines without newlines) between two CFG texts."""
     return list(
-        difflib.unified_diff(oldText.splitlines(), newText.splitlines(), fromfile=oldLabel, tofile=newLabel, lineterm="")
+        difflib.unified_diff(
+            oldText.splitlines(), newText.splitlines(), fromfile=oldLabel, tofile=newLabel, lineterm=""
+        )
     )
 
 
@@ -771,8 +773,9 @@ class ServiceInterface:
             )
         if base is None:
             raise CommitConflict(
-                f"Commit refused: conflict, cannot auto-merge: version {baseVersion} your changes are based on is unknown "
-                f"to this server (current version {currentVersion}). Download the current configuration and commit again"
+                f"Commit refused: conflict, cannot auto-merge: version {baseVersion} your changes are based on is "
+                f"unknown to this server (current version {currentVersion}). Download the current configuration and "
+                "commit again"
             )
         try:
             return mergeCFGs(base, current, proposed)
