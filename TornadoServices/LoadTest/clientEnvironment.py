@@ -65,5 +65,7 @@ def initializeClientEnvironment(scriptFile: str | Path) -> list[str]:
         try:
             _loadedFiles = loadConfiguration()
         except ConfigurationError as exc:
-            raise RuntimeError(f"cannot load the client configuration: {exc} (set DIRACSYSCONFIG to a dirac.cfg)") from None
+            raise RuntimeError(
+                f"cannot load the client configuration: {exc} (set DIRACSYSCONFIG to a dirac.cfg)"
+            ) from None
         return list(_loadedFiles)

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from TornadoServices import __version__
 from TornadoServices.LoadTest.project import CONFIG_NAME, Project, ProjectError, loadProject
-from TornadoServices.LoadTest.results import CSV_NAME, JTL_NAME, ResultSet, ResultsFormatError, readCsv, writeJtlFromRows
+from TornadoServices.LoadTest.results import (
+    CSV_NAME,
+    JTL_NAME,
+    ResultSet,
+    ResultsFormatError,
+    readCsv,
+    writeJtlFromRows,
+)
 
 PROG = "multimech-run"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -171,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     for message, count in outcome.setupErrors.items():
         notes.append(f"{count} virtual user(s) could not start: {message}")
     if outcome.abandoned:
-        notes.append(f"{outcome.abandoned} virtual user(s) were still in run() when the run ended; those transactions are not recorded")
+        notes.append(
+            f"{outcome.abandoned} virtual user(s) were still in run() when the run ended; "
+            f"those transactions are not recorded"
+        )
     if outcome.aborted:
         notes.append("stopped at once by a second Ctrl-C: transactions in progress were lost")
 

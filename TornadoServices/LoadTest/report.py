@@ -113,12 +113,14 @@ def drawGraphs(classes, timer: TimerReport, stem: str, directory: Path) -> dict[
     badX = [series.elapsed[i] for i in range(0, count, step) if series.errors[i]]
     badY = [series.values[i] * 1000.0 for i in range(0, count, step) if series.errors[i]]
     if okX:
-        axes.plot(okX, okY, linestyle="none", marker=".", markersize=2, color="#1f77b4", label="ok", rasterized=True)
+        axes.plot(okX, okY, linestyle="none", marker=".", markersize=2, color="#1f77b4", label="ok")
     if badX:
-        axes.plot(badX, badY, linestyle="none", marker="x", markersize=3, color="#d62728", label="error", rasterized=True)
-    averages = [(r.start + (r.end - r.start) / 2, r.distribution.average * 1000.0) for r in rows if r.distribution]
-    if averages:
-        axes.plot([a for a, _ in averages], [b for _, b in averages], color="#ff7f0e", linewidth=1.5, label="interval average")
+        axes.plot(badX, badY, linestyle="none", marker="x", markersize=3, color="#d62728", label="error")
+    filled = [r for r in rows if r.distribution]
+    if filled:
+        middles = [(r.start + r.end) / 2 for r in filled]
+        averages = [r.distribution.average * 1000.0 for r in filled]
+        axes.plot(middles, averages, color="#ff7f0e", linewidth=1.5, label="interval average")
     if step > 1:
         axes.text(0.01, 0.97, f"1 point in {step} shown", transform=axes.transAxes, fontsize=7, va="top")
     if okX or badX:
@@ -126,8 +128,8 @@ def drawGraphs(classes, timer: TimerReport, stem: str, directory: Path) -> dict[
     axes.set_ylim(bottom=0)
     paths["response_times"] = _save(figure, directory / f"{stem}_response_times.png")
 
-    figure, axes = _newAxes(classes, f"{name}: response-time percentiles per interval", "elapsed time (s)", "response time (ms)")
-    filled = [r for r in rows if r.distribution]
+    title = f"{name}: response-time percentiles per interval"
+    figure, axes = _newAxes(classes, title, "elapsed time (s)", "response time (ms)")
     xs = [r.end for r in filled]
     if filled:
         axes.plot(xs, [r.distribution.maximum * 1000.0 for r in filled], label="max", color="#7f7f7f", linewidth=1)
@@ -152,7 +154,9 @@ def drawGraphs(classes, timer: TimerReport, stem: str, directory: Path) -> dict[
     return paths
 
 
-def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], attrs: str = "", rowAttrs: Iterable[str] | None = None) -> str:
+def _table(
+    headers: Iterable[str], rows: Iterable[Iterable[str]], attrs: str = "", rowAttrs: Iterable[str] | None = None
+) -> str:
     """An HTML table; cells are already escaped."""
     head = "".join(f"<th>{h}</th>" for h in headers)
     rowAttrList = list(rowAttrs) if rowAttrs is not None else None
@@ -163,8 +167,9 @@ def _table(headers: Iterable[str], rows: Iterable[Iterable[str]], attrs: str = "
     return f"<table {attrs}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
 
 
-SUMMARY_HEADERS = ("Timer", "Count", "Errors", "Transactions/s", "Min", "Avg", *(f"p{p}" for p in PERCENTILES), "Max", "Stdev")
-INTERVAL_HEADERS = ("Interval end (s)", "Count", "Errors", "Transactions/s", "Min", "Avg", *(f"p{p}" for p in PERCENTILES), "Max")
+_TIME_HEADERS = ("Min", "Avg", *(f"p{p}" for p in PERCENTILES), "Max")
+SUMMARY_HEADERS = ("Timer", "Count", "Errors", "Transactions/s", *_TIME_HEADERS, "Stdev")
+INTERVAL_HEADERS = ("Interval end (s)", "Count", "Errors", "Transactions/s", *_TIME_HEADERS)
 
 
 def _summaryCells(timer: TimerReport) -> list[str]:
@@ -228,9 +233,12 @@ def renderHtml(project: Project, resultSet: ResultSet, info: ReportInfo, timers:
     for group in project.userGroups:
         count, errors = groupCounts.get(group.name, (0, 0))
         rate = count / duration if duration > 0 else 0.0
-        groupRows.append([esc(group.name), str(group.threads), esc(group.script), str(count), str(errors), f"{rate:.2f}"])
+        groupRows.append(
+            [esc(group.name), str(group.threads), esc(group.script), str(count), str(errors), f"{rate:.2f}"]
+        )
     parts.append("<h2>Workload</h2>\n")
-    parts.append(_table(("User group", "Threads", "Script", "Transactions", "Errors", "Transactions/s"), groupRows, 'id="workload"'))
+    workloadHeaders = ("User group", "Threads", "Script", "Transactions", "Errors", "Transactions/s")
+    parts.append(_table(workloadHeaders, groupRows, 'id="workload"'))
 
     parts.append("<h2 id=\"summary\">Summary (times in milliseconds)</h2>\n")
     parts.append(
@@ -270,7 +278,9 @@ def renderHtml(project: Project, resultSet: ResultSet, info: ReportInfo, timers:
                 *(_ms(dist and dist.percentiles[p]) for p in PERCENTILES),
                 _ms(dist and dist.maximum),
             ])
-        parts.append(f"<p>Per {project.resultsTsInterval:g} s interval (by transaction start), times in milliseconds:</p>\n")
+        parts.append(
+            f"<p>Per {project.resultsTsInterval:g} s interval (by transaction start), times in milliseconds:</p>\n"
+        )
         parts.append(_table(INTERVAL_HEADERS, intervalRows, f'class="intervals" data-timer="{esc(name)}"'))
     parts.append(f"<p>Generated by multimech-run on {esc(time.strftime('%Y-%m-%d %H:%M:%S'))}.</p>\n</body>\n</html>\n")
     return "".join(parts)
@@ -315,7 +325,8 @@ def formatConsoleSummary(report: Report) -> str:
     lines.append("-" * len(header))
     for timer in report.timers:
         s, d = timer.summary, timer.summary.distribution
-        line = f"{s.name:<{nameWidth}} {s.count:>8} {s.errors:>7} {s.rate:>9.2f} {_ms(d and d.minimum):>8} {_ms(d and d.average):>8}"
+        line = f"{s.name:<{nameWidth}} {s.count:>8} {s.errors:>7} {s.rate:>9.2f}"
+        line += f" {_ms(d and d.minimum):>8} {_ms(d and d.average):>8}"
         line += "".join(f" {_ms(d and d.percentiles[p]):>8}" for p in percentiles)
         line += f" {_ms(d and d.maximum):>8}"
         lines.append(line)

@@ -151,7 +151,8 @@ def _groupProcess(spec: GroupSpec, queue: Any, startEvent: Any, startTime: Any, 
         queue.put(("fatal", index, str(exc)))
         return
     except BaseException as exc:  # the user's script may raise anything at import, SystemExit included
-        queue.put(("fatal", index, f"importing script {spec.scriptPath} failed:\n{_scriptTraceback(exc, spec.scriptPath)}"))
+        details = _scriptTraceback(exc, spec.scriptPath)
+        queue.put(("fatal", index, f"importing script {spec.scriptPath} failed:\n{details}"))
         return
     queue.put(("ready", index, None))
     while not startEvent.wait(0.5):

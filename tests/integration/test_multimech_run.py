@@ -1,6 +1,5 @@
 """multimech-run end to end, through its console script in a subprocess, on small projects made here."""
 import json
-import os
 import re
 import shutil
 import signal
@@ -352,7 +351,16 @@ def test_failing_constructors_end_the_run_early_with_exit_1(tmp_path):
         threads = 2
         script = worker.py
         """,
-        {"worker.py": "class Transaction:\n    def __init__(self):\n        raise ConnectionError('no route to the service')\n\n    def run(self):\n        pass\n"},
+        {
+            "worker.py": """
+            class Transaction:
+                def __init__(self):
+                    raise ConnectionError("no route to the service")
+
+                def run(self):
+                    pass
+            """
+        },
     )
     completed = run([str(project)], cwd=tmp_path, timeout=60)
     assert completed.returncode == 1, (completed.stdout, completed.stderr)

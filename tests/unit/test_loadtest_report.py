@@ -2,8 +2,6 @@
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 from TornadoServices.LoadTest.project import Project, UserGroup
 from TornadoServices.LoadTest.report import ReportInfo, formatConsoleSummary, graphStem, writeReport
 from TornadoServices.LoadTest.results import TOTAL_TIMER, ResultSet, Row
