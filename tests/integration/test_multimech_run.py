@@ -254,7 +254,8 @@ def test_sigint_stops_the_run_and_writes_the_report(tmp_path):
         run_time = 120
         rampup = 0
         results_ts_interval = 1
-        progress_bar = off
+        progress_bar = on
+        console_logging = on
 
         [user_group-1]
         threads = 2
@@ -284,7 +285,11 @@ def test_sigint_stops_the_run_and_writes_the_report(tmp_path):
     assert "interrupted" in stderr
     count, errors = reportedTotals(stdout)
     (resultsDir,) = [p.parent for p in csvFiles]
-    assert len((resultsDir / "results.csv").read_text().splitlines()) == count > 0
+    csvLines = (resultsDir / "results.csv").read_text().splitlines()
+    assert len(csvLines) == count > 0
+    # console_logging = on prints every row on stdout (and silences the progress bar)
+    assert [line for line in stdout.splitlines() if re.match(r"\d+,\d+\.\d{3},", line)] == csvLines
+    assert not re.search(r"\[[#-]{30}\]", stderr)
     html = (resultsDir / "results.html").read_text()
     assert "interrupted" in html
     assert all(row.elapsed < 60 for row in readCsv(resultsDir / "results.csv"))
