@@ -12,10 +12,7 @@ in ``/Systems/Configuration/Services/Server/URL`` (local configuration), else
 """
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-from typing import Any
 
 __all__ = ["main", "DEFAULT_PORT", "DEFAULT_HANDLER_PATH"]
 
@@ -72,21 +69,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         server = TornadoServer(services=[SERVICE], port=port)
+        server.startTornado(handleSignals=True)
     except TornadoServerError as exc:
         log.fatal("Cannot start the configuration service", str(exc))
         return 1
-
-    def onSignal(signum: int, _frame: Any) -> None:
-        log.always("Stopping", signal.Signals(signum).name)
-        threading.Thread(target=server.stop, name="stop", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, onSignal)
-    signal.signal(signal.SIGINT, onSignal)
-    try:
-        server.startTornado()
-    except TornadoServerError as exc:
-        log.fatal("Cannot start the configuration service", str(exc))
-        return 1
+    except KeyboardInterrupt:
+        return 0
     return 0
 
 
