@@ -96,8 +96,7 @@ class TornadoConfigurationHandler(TornadoService):
 
     def export_getCompressedDataIfNewer(self, sClientVersion: str) -> dict:
         """Return {"newestVersion": v} plus "data" when the caller's version is older (string order)."""
-        data = self._si.getCompressedConfigurationData()
-        version = self._si.getVersion()
+        version, data = self._si.getVersionAndCompressedData()
         retDict: dict[str, Any] = {"newestVersion": version}
         if sClientVersion < version:
             retDict["data"] = b64encode(data).decode()

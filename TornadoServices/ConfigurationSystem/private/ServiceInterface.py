@@ -614,19 +614,22 @@ class ServiceInterface:
 
     def getCompressedConfigurationData(self) -> bytes:
         """Return the served configuration zlib-compressed (cached per version)."""
-        version = self.getVersion()
+        return self.getVersionAndCompressedData()[1]
+
+    def getVersionAndCompressedData(self) -> tuple[str, bytes]:
+        """Return (version, compressed data) of one and the same configuration, cached per version."""
         cache = self._compressedCache
-        if cache is not None and cache[0] == version:
-            return cache[1]
+        if cache is not None and cache[0] == self.getVersion():
+            return cache
         with self._lock:
             if self._master:
                 cfg, version = self._cfg, self._version
             else:
                 cfg = self._data.getRemoteCFG()
-                version = getCFGOption(cfg, VERSION_PATH, "0") or "0"
-            data = compressCFG(cfg)
-            self._compressedCache = (version, data)
-        return data
+                version = getCFGOption(cfg, VERSION_PATH, "") or self._data.getVersion()
+            cache = (version, compressCFG(cfg))
+            self._compressedCache = cache
+        return cache
 
     def getCurrentCFG(self) -> CFG:
         """Return a copy of the served configuration."""
