@@ -35,7 +35,7 @@ from TornadoServices.ConfigurationSystem.Client.Helpers import Registry
 from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
 from TornadoServices.Core.Logging import gLogger
-from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
+from TornadoServices.Core.ReturnValues import S_ERROR
 from TornadoServices.Security import Locations
 
 __all__ = [

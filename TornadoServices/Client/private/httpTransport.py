@@ -219,13 +219,11 @@ def _connectFailure(
 class _RequestsResponse(Response):
     """Adapts a streamed ``requests.Response``; errors while reading the body are classified too."""
 
-    def __init__(self, response: requests.Response, url: str, tls: TLSSettings, timeout: Timeouts,
-                 transport: "RequestsTransport") -> None:
+    def __init__(self, response: requests.Response, url: str, tls: TLSSettings, timeout: Timeouts) -> None:
         super().__init__(response.status_code, dict(response.headers), response.reason or "", url)
         self._response = response
         self._tls = tls
         self._timeout = timeout
-        self._transport = transport
 
     def iterContent(self, chunkSize: int = 256 * 1024) -> Iterator[bytes]:
         try:
@@ -275,4 +273,4 @@ class RequestsTransport(Transport):
         if timeout.total is not None and time.monotonic() - started > timeout.total:
             response.close()
             raise E.ReadTimeout(f"No answer from {url} within {timeout.total:g} s; {E.MAY_HAVE_RUN}", url=url)
-        return _RequestsResponse(response, url, tls, timeout, self)
+        return _RequestsResponse(response, url, tls, timeout)
