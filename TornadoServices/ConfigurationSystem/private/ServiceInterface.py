@@ -665,7 +665,9 @@ class ServiceInterface:
         try:
             text = self._requireStore().loadVersionText(version)
         except KeyError:
-            return S_ERROR(f"Version {version} does not exist: list the versions with getCommitHistory (tornado-cs history)")
+            return S_ERROR(
+                f"Version {version} does not exist: list the versions with getCommitHistory (tornado-cs history)"
+            )
         except (OSError, zipfile.BadZipFile) as exc:
             return S_ERROR(f"Cannot read the backup of version {version}: {exc}")
         return S_OK(zlib.compress(text.encode(), 9))
