@@ -554,3 +554,11 @@ def test_sixteen_threads_share_one_client():
     for t in threads:
         t.join()
     assert errors == [] and counter["n"] == 800
+
+
+def test_connconf_fills_missing_kwargs():
+    gConfig.setOptionValue("/DIRAC/ConnConf/localhost:8443/timeout", "42")
+    transport = MockTransport(ok())
+    TornadoClient(URL, transport=transport).ping()
+    TornadoClient(URL, transport=transport, timeout=7).ping()
+    assert [r.timeout.read for r in transport.requests] == [42.0, 7]

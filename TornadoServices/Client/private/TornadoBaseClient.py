@@ -185,6 +185,8 @@ class TornadoBaseClient:
 
     def __mergeConnConf(self) -> None:
         """Options under /DIRAC/ConnConf/<host>:<port> fill kwargs not given explicitly."""
+        if not gConfig.getSections("/DIRAC/ConnConf")["OK"]:
+            return
         try:
             urls = self._explicitURLs() or PathFinder.getServiceURLs(self._serviceName)
         except Exception:  # an unresolvable name is reported at call time, with its own message

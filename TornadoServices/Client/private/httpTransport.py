@@ -16,6 +16,14 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions as u3
 
+try:
+    from urllib3.util.ssl_match_hostname import CertificateError as _U3CertificateError
+except ImportError:  # very old urllib3: hostname checks come from ssl only
+    _U3CertificateError = ssl.CertificateError
+
+#: urllib3 >= 2 names DNS failures; with 1.26 they are a plain socket.gaierror inside NewConnectionError
+_NameResolutionError = getattr(u3, "NameResolutionError", socket.gaierror)
+
 from TornadoServices.Client.private import errors as E
 from TornadoServices.Client.private.pool import (
     FIRST_USE_ATTR,
@@ -122,7 +130,7 @@ def classifyFailure(
             f"{tls.describeTrust()}; put its CA (and CRL) there or point X509_CERT_DIR at the right directory",
             url=url,
         )
-    if _first(causes, u3.CertificateError if hasattr(u3, "CertificateError") else ()) is not None:
+    if _first(causes, _U3CertificateError) is not None:
         return E.HostnameMismatch(f"The certificate of the server at {url} is not valid for '{host}'", url=url)
 
     alert = _alertName(causes)
@@ -182,7 +190,7 @@ def _connectFailure(
     alert: Optional[str],
 ) -> E.RPCError:
     """Failures while connecting: the request was certainly not sent."""
-    if _first(causes, (u3.NameResolutionError, socket.gaierror)) is not None:
+    if _first(causes, (_NameResolutionError, socket.gaierror)) is not None:
         return E.DNSError(f"Cannot resolve the host name '{host}' of {url}; check the URL and the DNS", url=url)
     if _first(causes, ConnectionRefusedError) is not None:
         return E.ConnectError(
