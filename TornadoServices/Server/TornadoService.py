@@ -167,6 +167,7 @@ class TornadoService(RequestHandler):
         methodName = self._queryField("method")
         self._methodName = methodName
         info = self._lookupMethod(methodName)
+        self._logIncoming(info.name)
         if info.name not in runtime.uploadMethods:
             raise _RequestFailed(
                 400,
@@ -283,6 +284,14 @@ class TornadoService(RequestHandler):
             )
         return info
 
+    def _logIncoming(self, methodName: str) -> None:
+        """VERBOSE "Incoming request" line, before the authorisation decision (security logs want both)."""
+        runtime = self._runtime
+        if runtime.pyLogger.isEnabledFor(_LOG_VERBOSE):
+            ip, port = self.getRemoteAddress()
+            dn = (self._connectionCredentials.credDict or {}).get("DN", "")
+            runtime.log.verbose("Incoming request", f"({ip}:{port}) {dn} {runtime.name}.{methodName}")
+
     def _authorize(self, methodName: str, extraText: Optional[str]) -> None:
         """Set ``self._credDict`` for this request, or raise 403 (decisions cached per connection)."""
         runtime = self._runtime
@@ -337,9 +346,8 @@ class TornadoService(RequestHandler):
         runtime = self._runtime
         info = self._lookupMethod(methodName)
         if upload is None:
+            self._logIncoming(info.name)
             self._authorize(info.name, extraText)
-        if runtime.pyLogger.isEnabledFor(_LOG_VERBOSE):
-            runtime.log.verbose("Incoming request", f"{self.srv_getFormattedRemoteCredentials()} {runtime.name}.{info.name}")
         args = self._decodeArgs(argsText)
         if info.hasTypes:
             error = checkExpectedArgumentTypes(info.name, info.typesList, args)
@@ -527,13 +535,17 @@ class TornadoService(RequestHandler):
         status = 499 if closed else self._status_code
         stats.requests += 1
         stats.requestsByStatus[status] += 1
-        if runtime.pyLogger.isEnabledFor(_LOG_INFO):
+        logger = runtime.pyLogger
+        if logger.isEnabledFor(_LOG_INFO):
             milliseconds = 1000.0 * self.request.request_time()
             outcome = "OK" if self._resultOK else "ERROR"
-            line = f"{self.srv_getFormattedRemoteCredentials()} {runtime.name}.{self._methodName or '?'} {outcome} {status} {milliseconds:.1f} ms"
+            method = self._methodName or "?"
+            line = f"Returning response {self.srv_getFormattedRemoteCredentials()} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
             if self._errorMessage:
                 line = f"{line}: {self._errorMessage[:_MESSAGE_IN_LOG]}"
-            runtime.log.info("Returning response", line)
+            # A record made here skips the caller lookup of logging: this line is written for every request.
+            extra = {"service": runtime.name, "method": method, "status": status, "result": outcome, "durationMs": round(milliseconds, 3)}
+            logger.handle(logger.makeRecord(logger.name, _LOG_INFO, __file__, 0, line, None, None, extra=extra))
 
     # ---------------------------------------------------------------------------------------------------
     # built-in methods

@@ -144,3 +144,47 @@ def test_keep_alive_connection_is_authenticated_once(running_server):
         for _ in range(5):
             _ok(running_server.post("ping", session=session))
     assert running_server.stats.connectionsAccepted - before == 1
+
+
+def _waitForRecord(caplog, predicate, timeout: float = 30.0):
+    """The access line is written just after the answer leaves: wait for it rather than race it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for record in list(caplog.records):
+            if predicate(record):
+                return record
+        time.sleep(0.01)
+    raise AssertionError("log record not found: " + "\n".join(r.getMessage() for r in caplog.records))
+
+
+def test_one_access_line_per_request_in_dirac_wording(running_server, caplog):
+    import logging
+    import re
+
+    caplog.set_level(logging.INFO, logger="TornadoServices")
+    running_server.post("add", 1, 2, cert="proxy")
+    record = _waitForRecord(caplog, lambda r: "Framework/Dummy.add" in r.getMessage())
+    assert record.levelno == logging.INFO
+    assert re.fullmatch(
+        r"Returning response \(127\.0\.0\.1:\d+\)\[dirac_user:devuser\] Framework/Dummy\.add OK 200 \d+\.\d ms",
+        record.getMessage(),
+    ), record.getMessage()
+    assert record.status == 200 and record.method == "add" and record.service == "Framework/Dummy"
+
+
+def test_unauthorised_query_is_logged_at_warn_and_no_credentials_leak(running_server, caplog, pki):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="TornadoServices")
+    running_server.post("hostOnly", cert="proxy")
+    warning = _waitForRecord(caplog, lambda r: r.getMessage().startswith("Unauthorized query"))
+    assert warning.levelno == logging.WARNING
+    assert "Framework/Dummy.hostOnly" in warning.getMessage()
+    _waitForRecord(caplog, lambda r: "Framework/Dummy.hostOnly ERROR 403" in r.getMessage())
+    incoming = _waitForRecord(caplog, lambda r: r.getMessage().startswith("Incoming request"))
+    assert incoming.levelno < logging.INFO
+    for record in caplog.records:
+        text = record.getMessage()
+        assert "BEGIN CERTIFICATE" not in text and "PRIVATE KEY" not in text
