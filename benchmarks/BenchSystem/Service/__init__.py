@@ -1,0 +1,1 @@
+"""Service handlers of the benchmark system."""

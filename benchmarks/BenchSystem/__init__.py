@@ -1,0 +1,1 @@
+"""Benchmark "system": the service handlers the benchmark server runs."""
