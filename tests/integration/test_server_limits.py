@@ -159,3 +159,81 @@ def test_connections_beyond_max_are_closed(limitedServer, pki):
             sock.close()
     _waitFor(lambda: limitedServer.stats.openConnections == 0, "held connections to close")
     assert limitedServer.call("ping")["OK"]
+
+
+@pytest.fixture(scope="module")
+def strict(pki, _serverSession):
+    """A server with short timeouts and a 1 KiB header limit."""
+    from TornadoServices.Server.TornadoServer import TornadoServer
+
+    loadCS(makeServerCFG(pki))
+    server = TornadoServer(
+        services=["Framework/Dummy"],
+        port=0,
+        address="127.0.0.1",
+        maxHeaderSize=1024,
+        idleConnectionTimeout=0.5,
+        bodyTimeout=0.5,
+    )
+    server.startInThread()
+    handle = RunningServer(server, pki, makeServerCFG(pki, urlsPort=server.actualPort), "")
+    yield handle
+    server.stop()
+
+
+@pytest.fixture
+def strictServer(strict):
+    loadCS(strict.cfgText)
+    yield strict
+
+
+def _tlsSocket(server, pki):
+    context = ssl.create_default_context(cafile=pki.caFile)
+    context.load_cert_chain(pki.proxy)
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    return context.wrap_socket(raw, server_hostname="localhost")
+
+
+def _closedByServer(tls) -> bytes:
+    """Read until the server closes the connection (bounded by the socket timeout); return what came."""
+    data = b""
+    try:
+        while True:
+            chunk = tls.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except (ConnectionResetError, ssl.SSLError):
+        return data
+
+
+def test_oversized_headers_close_the_connection(strictServer, pki):
+    with pytest.raises(requests.ConnectionError):
+        strictServer.post("ping", headers={"X-Padding": "p" * 4096})
+    assert strictServer.call("ping")["OK"]
+
+
+def test_slow_headers_are_cut_by_the_idle_timeout(strictServer, pki):
+    with _tlsSocket(strictServer, pki) as tls:
+        tls.sendall(b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\n")  # never finishes the headers
+        assert _closedByServer(tls) == b""
+
+
+def test_slow_body_is_cut_by_the_body_timeout(strictServer, pki):
+    with _tlsSocket(strictServer, pki) as tls:
+        tls.sendall(
+            b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmethod=ping"
+        )
+        assert b"200 OK" not in _closedByServer(tls)
+
+
+def test_idle_keep_alive_connection_is_closed(strictServer, pki):
+    with _tlsSocket(strictServer, pki) as tls:
+        body = b"method=ping&args=%5B%5D"
+        tls.sendall(
+            b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        answer = _closedByServer(tls)  # the answer, then the close once the connection is idle
+        assert answer.startswith(b"HTTP/1.1 200 OK") and b'"OK": true' in answer
