@@ -275,9 +275,11 @@ def test_in_memory_proxy_string_leaves_no_file(servers, tlsPKI, tmp_path, monkey
     assert TornadoClient(server.url(), proxyChain=chain).ping()["OK"]
 
 
-def test_skip_ca_check_talks_to_an_untrusted_server(servers, tlsPKI):
+def test_skip_ca_check_talks_to_an_untrusted_server(servers, tlsPKI, recwarn):
     server = servers(answer(), tlsPKI.serverContext("hostB"))
     assert TornadoClient(server.url(), skipCACheck=True).ping()["OK"]
+    assert TornadoClient(server.url(), skipCACheck=True).ping()["OK"]
+    assert not [w for w in recwarn if "Unverified HTTPS request" in str(w.message)]
 
 
 # ---------------------------------------------------------------- failover
@@ -357,6 +359,18 @@ def test_client_certificate_rejected_every_time(servers, tlsPKI):
         assert tlsPKI.strangerProxy in result["Message"]
     assert server.requests == []
     assert any("UNKNOWN_CA" in m for m in messages)
+
+
+def test_expired_proxy_is_reported_as_expired(servers, tlsPKI, tmp_path):
+    import datetime
+
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
+    expired = DevPKI.makeProxy(tlsPKI.userA, keyType="ec", notBefore=past - datetime.timedelta(hours=2), notAfter=past)
+    path = expired.writeProxyFile(str(tmp_path / "expired.pem"))
+    server = servers(answer(), tlsPKI.serverContext())
+    result = TornadoClient(server.url(), proxyLocation=path).ping()
+    assert "rejected our certificate (SSLV3_ALERT_CERTIFICATE_EXPIRED" in result["Message"]
+    assert "has expired or is not yet valid" in result["Message"]
 
 
 def test_rejected_certificate_fails_over_to_a_server_that_accepts_it(servers, tlsPKI, tmp_path):

@@ -23,7 +23,6 @@ import socket
 import ssl
 import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterator, Optional
@@ -32,7 +31,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import InsecureRequestWarning
 
 from TornadoServices.Client.private.errors import CredentialError
 from TornadoServices.Client.private.transport import TLSSettings
@@ -112,6 +110,14 @@ class _InstrumentedHTTPSConnection(HTTPSConnection):
 
 class _InstrumentedHTTPSConnectionPool(HTTPSConnectionPool):
     ConnectionCls = _InstrumentedHTTPSConnection
+
+    def _validate_conn(self, conn: Any) -> None:
+        """Connect early, as urllib3 does; with skipCACheck (an explicit choice) without its per-request warning."""
+        if self.cert_reqs == "CERT_NONE":
+            if conn.is_closed:
+                conn.connect()
+            return
+        super()._validate_conn(conn)
 
 
 class _TLSAdapter(HTTPAdapter):
@@ -202,12 +208,11 @@ def buildSSLContext(tls: TLSSettings) -> ssl.SSLContext:
 _insecureNoted = False
 
 
-def _quietInsecureWarning() -> None:
+def _noteInsecure() -> None:
     """skipCACheck is an explicit choice: say it once in our log instead of a urllib3 warning per request."""
     global _insecureNoted
     if not _insecureNoted:
         _insecureNoted = True
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         gLogger.getSubLogger("TornadoClient").warn(
             "skipCACheck: server certificates are not verified for some calls of this process"
         )
@@ -219,7 +224,7 @@ class _PooledSession:
     def __init__(self, tls: TLSSettings, poolMaxSize: int) -> None:
         self.sslContext = buildSSLContext(tls)
         if tls.skipCACheck:
-            _quietInsecureWarning()
+            _noteInsecure()
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.proxies = {}
