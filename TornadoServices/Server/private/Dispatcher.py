@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterable
 
+from TornadoServices.Core.Encoding import EncodeError
 from TornadoServices.Core.ReturnValues import isReturnStructure
 
 __all__ = [
@@ -131,8 +132,18 @@ def stripCallStacks(result: Any) -> Any:
     """``result`` without ``CallStack``/``ExecInfo`` in any return structure it contains, top level included.
 
     The original objects are never modified: containers are copied only along the paths that change, so a
-    handler may return its own cached state safely.
+    handler may return its own cached state safely. A structure nested deeper than the interpreter can walk
+    raises :class:`EncodeError`, as encoding it would (it could not be sent anyway).
     """
+    try:
+        return _strip(result)
+    except RecursionError:
+        raise EncodeError(
+            "JEncode cannot encode this value: it is nested too deeply; send a flatter structure"
+        ) from None
+
+
+def _strip(result: Any) -> Any:
     if type(result) is dict:
         return _stripDict(result)
     if isinstance(result, (list, tuple)):
@@ -149,7 +160,7 @@ def _stripDict(data: dict) -> dict:
     source = out if out is not None else data
     for key, value in source.items():
         if isinstance(value, (dict, list, tuple)):
-            newValue = stripCallStacks(value)
+            newValue = _strip(value)
             if newValue is not value:
                 if not changed:
                     out = dict(source)
@@ -162,7 +173,7 @@ def _stripSequence(data: list | tuple) -> list | tuple:
     out: list | None = None
     for index, value in enumerate(data):
         if isinstance(value, (dict, list, tuple)):
-            newValue = stripCallStacks(value)
+            newValue = _strip(value)
             if newValue is not value:
                 if out is None:
                     out = list(data)
