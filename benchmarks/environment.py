@@ -106,6 +106,8 @@ class BenchEnvironment:
     hostKey: str
     proxyFile: str
     userDN: str
+    #: CPUs the servers are pinned to (None: not pinned); set by the runner.
+    serverCPUs: Optional[set[int]] = None
 
     @classmethod
     def create(cls, directory: Optional[str] = None) -> "BenchEnvironment":

@@ -51,3 +51,19 @@ def raiseFileLimit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+def usableCPUs() -> set[int]:
+    """CPUs this process may run on."""
+    return set(os.sched_getaffinity(0))
+
+
+def splitCPUs(cpus: set[int]) -> tuple[set[int], set[int]]:
+    """``(server CPUs, load-generator CPUs)``: the first CPU for servers, the others for clients.
+
+    With a single CPU both sides share it (no split is possible).
+    """
+    ordered = sorted(cpus)
+    if len(ordered) < 2:
+        return set(ordered), set(ordered)
+    return {ordered[0]}, set(ordered[1:])

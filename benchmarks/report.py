@@ -127,22 +127,37 @@ def formatTable(rows: Sequence[Sequence[str]], headers: Sequence[str] = HEADERS)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
+def roundSpread(measured: Measurement, reference: Measurement) -> str:
+    """`` (per round: r1, r2, ...)``: the CPU-per-call ratio of each round, when there are several."""
+    pairs = list(zip(measured.windows, reference.windows))
+    if len(pairs) < 2:
+        return ""
+    ratios = []
+    for mine, theirs in pairs:
+        if mine.calls and theirs.calls and theirs.serverCPU:
+            ratios.append(f"{(mine.serverCPU / mine.calls) / (theirs.serverCPU / theirs.calls):.2f}")
+        else:
+            ratios.append("-")
+    return f" (per round: {', '.join(ratios)})"
+
+
 def verdicts(
     byKey: dict[str, LoadRow], rates: Optional[dict[str, RateResult]], idle: Optional[IdleResult]
 ) -> list[str]:
     """One line per target: the measured value and whether it is met (and by how much it is missed)."""
     lines = []
 
-    def judge(name: str, value: float, limit: float, lowerIsBetter: bool, unit: str = "x") -> None:
+    def judge(name: str, value: float, limit: float, lowerIsBetter: bool, unit: str = "x", spread: str = "") -> None:
         if math.isnan(value):
             lines.append(f"{name}: not measured")
             return
         met = value <= limit if lowerIsBetter else value >= limit
         if met:
-            lines.append(f"{name}: {value:.2f}{unit} -- met")
+            verdict = f"{name}: {value:.2f}{unit} -- met"
         else:
             miss = (value / limit - 1) if lowerIsBetter else (1 - value / limit)
-            lines.append(f"{name}: {value:.2f}{unit} -- MISSED by {100 * miss:.0f}%")
+            verdict = f"{name}: {value:.2f}{unit} -- MISSED by {100 * miss:.0f}%"
+        lines.append(verdict + spread)
 
     a, b, c = byKey.get("a"), byKey.get("b"), byKey.get("c")
     if a and b:
@@ -151,9 +166,16 @@ def verdicts(
             _ratio(b.measurement.serverCPUPerCall, a.measurement.serverCPUPerCall),
             TARGET_B_OVER_A,
             True,
+            spread=roundSpread(b.measurement, a.measurement),
         )
     if b and c:
-        judge("(c) server CPU per call <= (b)", _ratio(c.measurement.serverCPUPerCall, b.measurement.serverCPUPerCall), 1.0, True)
+        judge(
+            "(c) server CPU per call <= (b)",
+            _ratio(c.measurement.serverCPUPerCall, b.measurement.serverCPUPerCall),
+            1.0,
+            True,
+            spread=roundSpread(c.measurement, b.measurement),
+        )
     if rates and "pooled" in rates and "dirac" in rates:
         judge(
             f"(e) pooled calls/s >= {TARGET_E_RATIO:g}x new-connection-per-call",

@@ -31,7 +31,7 @@ from typing import Optional, TextIO
 from benchmarks import connections, report
 from benchmarks.environment import SERVICE, BenchEnvironment, machineDescription
 from benchmarks.loadgen import Call, LoadGenerator, Measurement, describe
-from benchmarks.procstat import raiseFileLimit
+from benchmarks.procstat import raiseFileLimit, splitCPUs, usableCPUs
 from benchmarks.profiling import printProfile
 from benchmarks.servers import ServerProcess, fetchPingAnswer, startBaseline, startServices
 
@@ -42,9 +42,9 @@ ECHO_BYTES = 10 * 1024
 class Options:
     """Everything a run can be told (command-line options, or a test's tiny settings)."""
 
-    duration: float = 5.0
+    duration: float = 4.0
     warmup: float = 1.5
-    rounds: int = 2
+    rounds: int = 3
     processes: int = 2
     threads: int = 4
     clientSeconds: float = 3.0
@@ -53,6 +53,8 @@ class Options:
     profile: bool = False
     profileTop: int = 25
     skipConnections: bool = False
+    serverLogLevel: str = "INFO"
+    pin: bool = True
 
 
 def echoPayload(size: int = ECHO_BYTES) -> str:
@@ -109,7 +111,7 @@ def _measureLoad(
 def _profile(options: Options, env: BenchEnvironment, out: TextIO) -> None:
     """Row (b)'s load against a fresh server under cProfile; print the top functions."""
     statsFile = os.path.join(env.directory, "services.pstats")
-    server = startServices(env, "profiled", profileOut=statsFile)
+    server = startServices(env, "profiled", profileOut=statsFile, logLevel=options.serverLogLevel)
     try:
         with LoadGenerator(env.childEnvironment(), options.processes, options.threads) as load:
             server.signal(signal.SIGUSR1)
@@ -140,13 +142,39 @@ def runBenchmark(options: Options, out: TextIO = sys.stdout) -> Results:
         f"rows a-a2: {options.rounds} interleaved round(s) of {options.warmup:g} s warm-up + {options.duration:g} s measured; "
         "server CPU = utime+stime of its process (all threads) over the measured window"
     )
+    header.append(
+        f"TornadoServices servers log at {options.serverLogLevel} (to a file); bare Tornado logs nothing; "
+        "TLS: Security.TLS.makeServerContext for both (client certificates verified, proxies allowed, CRLs checked)"
+    )
     for line in header:
         _say(out, line)
     env = BenchEnvironment.create()
+    savedAffinity = usableCPUs()
+    serverCPUs, clientCPUs = splitCPUs(savedAffinity)
+    if options.pin and serverCPUs != clientCPUs:
+        env.serverCPUs = serverCPUs
+        os.sched_setaffinity(0, clientCPUs)  # the load generators are spawned from here and inherit it
+        placement = f"servers pinned to CPU {_cpuList(serverCPUs)}, load generators to CPU {_cpuList(clientCPUs)}"
+    else:
+        placement = "no CPU pinning"
+    header.append(placement + "; 'other load' = CPU busy outside the server and load generator (other users of the machine)")
+    _say(out, header[-1])
+    try:
+        return _run(options, env, header, out)
+    finally:
+        os.sched_setaffinity(0, savedAffinity)
+        env.remove()
+
+
+def _cpuList(cpus: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def _run(options: Options, env: BenchEnvironment, header: list[str], out: TextIO) -> Results:
     started = time.monotonic()
     servers: list[ServerProcess] = []
     try:
-        services = startServices(env, "services")
+        services = startServices(env, "services", logLevel=options.serverLogLevel)
         servers.append(services)
         answerFile = os.path.join(env.directory, "ping-answer.json")
         with open(answerFile, "wb") as fd:
@@ -167,7 +195,7 @@ def runBenchmark(options: Options, out: TextIO = sys.stdout) -> Results:
         if not options.skipConnections:
             for name in ("idle-services", "idle-baseline"):
                 if name == "idle-services":
-                    server = startServices(env, name, maxConnections=options.connections + 500)
+                    server = startServices(env, name, maxConnections=options.connections + 500, logLevel=options.serverLogLevel)
                 else:
                     server = startBaseline(env, name, answerFile)
                 servers.append(server)
@@ -211,12 +239,7 @@ def runBenchmark(options: Options, out: TextIO = sys.stdout) -> Results:
         _say(out, "  " + line)
     _say(out, f"(measured in {time.monotonic() - started:.0f} s; 'x (a) CPU' = server CPU per call / row (a)'s)")
     if options.profile:
-        try:
-            _profile(options, env, out)
-        finally:
-            env.remove()
-    else:
-        env.remove()
+        _profile(options, env, out)
     return Results(header, load, rates, idle, table, lines)
 
 
@@ -236,8 +259,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--client-seconds", type=float, default=defaults.clientSeconds, help="seconds per client style in row (e)")
     parser.add_argument("--connections", type=int, default=defaults.connections, help="idle connections in row (f)")
     parser.add_argument("--skip-connections", action="store_true", help="leave out row (f)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generators to separate CPUs")
     parser.add_argument("--profile", action="store_true", help="also profile the server under (b)'s load and print the top functions")
     parser.add_argument("--profile-top", type=int, default=defaults.profileTop, help="functions listed per profile order")
+    parser.add_argument(
+        "--server-log-level",
+        default=defaults.serverLogLevel,
+        help="log level of the TornadoServices servers (INFO writes one access line per call, as tornado-start-all does)",
+    )
     args = parser.parse_args(argv)
     options = Options(
         duration=args.duration,
@@ -250,6 +279,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         profile=args.profile,
         profileTop=args.profile_top,
         skipConnections=args.skip_connections,
+        serverLogLevel=args.server_log_level,
+        pin=not args.no_pin,
     )
     runBenchmark(options)
 

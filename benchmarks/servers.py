@@ -6,25 +6,32 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from benchmarks.environment import REPO_ROOT, SERVICE, BenchEnvironment
 
 
-def _dieWithParent() -> None:
-    """In the child, before exec: get SIGTERM when the benchmark process dies (Linux), so no server outlives it."""
-    try:
-        import ctypes
+def _childSetup(cpus: Optional[set[int]]) -> Callable[[], None]:
+    """What the server child does before exec: die with the benchmark (Linux), run on ``cpus`` if given."""
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    def setup() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)  # inherited by every thread the server starts
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no orphan servers
+        except (OSError, AttributeError):
+            pass
+
+    return setup
 
 
 class ServerProcess:
     """A server started with ``python -m <module> ... --ready FILE``; ready once FILE holds the port."""
 
     def __init__(self, name: str, module: str, arguments: list[str], env: BenchEnvironment, startTimeout: float = 120.0):
+        self.cpus = env.serverCPUs
         self.name = name
         self.readyFile = os.path.join(env.directory, f"{name}.port")
         self.logFile = os.path.join(env.directory, f"{name}.log")
@@ -38,7 +45,7 @@ class ServerProcess:
                 env=env.childEnvironment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_dieWithParent if sys.platform.startswith("linux") else None,
+                preexec_fn=_childSetup(env.serverCPUs) if sys.platform.startswith("linux") else None,
             )
         deadline = time.monotonic() + startTimeout
         while not os.path.exists(self.readyFile):
