@@ -293,6 +293,10 @@ class TornadoServer:
             runtime.executor.shutdown()
             log.exception("initializeHandler failed", name, lException=exc)
             raise TornadoServerError(f"{name}: initializeHandler raised {type(exc).__name__}: {exc}", "handler") from None
+        if asyncio.iscoroutine(result):
+            result.close()
+            runtime.executor.shutdown()
+            raise TornadoServerError(f"{name}: initializeHandler must be a plain classmethod, not a coroutine", "handler")
         if isReturnStructure(result) and not result["OK"]:
             runtime.executor.shutdown()
             raise TornadoServerError(f"{name}: initializeHandler failed: {result['Message']}", "handler")

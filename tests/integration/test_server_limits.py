@@ -237,3 +237,54 @@ def test_idle_keep_alive_connection_is_closed(strictServer, pki):
         )
         answer = _closedByServer(tls)  # the answer, then the close once the connection is idle
         assert answer.startswith(b"HTTP/1.1 200 OK") and b'"OK": true' in answer
+
+
+def test_stop_lets_running_calls_finish(pki, _serverSession):
+    from TornadoServices.Server.TornadoServer import TornadoServer
+
+    loadCS(makeServerCFG(pki))
+    server = TornadoServer(services=["Framework/Dummy"], port=0, address="127.0.0.1", shutdownTimeout=60)
+    server.startInThread()
+    handle = RunningServer(server, pki, makeServerCFG(pki, urlsPort=server.actualPort), "")
+    handler = handle.handlerClass()
+    outcome = {}
+    sleeper = threading.Thread(target=lambda: outcome.setdefault("sleep", handle.call("sleep", 120)))
+    sleeper.start()
+    _waitFor(lambda: handler._runtime.executor.pending == 1, "the sleeping call to start")
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    _waitFor(lambda: server._httpServers[0]._stopped, "the server to stop listening")
+    with pytest.raises(requests.ConnectionError):
+        handle.post("ping")
+    handler.wakeUp.set()
+    sleeper.join(60)
+    stopper.join(60)
+    assert outcome["sleep"]["OK"] is True
+    assert not stopper.is_alive()
+
+
+def test_services_with_their_own_port(pki, _serverSession):
+    from TornadoServices.Server.TornadoServer import TornadoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        ownPort = probe.getsockname()[1]
+    loadCS(makeServerCFG(pki))
+    server = TornadoServer(services=["Framework/Dummy", f"Framework/TornadoUser:{ownPort}"], port=0, address="127.0.0.1")
+    server.startInThread()
+    try:
+        handle = RunningServer(server, pki, "", "")
+        assert server.boundPorts[ownPort] == ownPort
+        assert server.urls["Framework/TornadoUser"].endswith(f":{ownPort}/Framework/TornadoUser")
+        assert handle.call("ping")["OK"]
+        assert handle.post("listUsers", service="Framework/TornadoUser").status_code == 404
+        other = requests.post(
+            f"https://127.0.0.1:{ownPort}/Framework/TornadoUser",
+            data={"method": "listUsers", "args": "[]"},
+            cert=pki.proxy,
+            verify=pki.caFile,
+            timeout=30,
+        )
+        assert decode(other.text)[0]["OK"] is True
+    finally:
+        server.stop()

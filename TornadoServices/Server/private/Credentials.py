@@ -14,7 +14,7 @@ from TornadoServices.Core.ReturnValues import S_ERROR
 from TornadoServices.Security.TLS import getVerifiedChainDER
 from TornadoServices.Security.X509Chain import X509Chain
 
-__all__ = ["ConnectionCredentials", "getConnectionCredentials", "CREDENTIALS_ORDER"]
+__all__ = ["ConnectionCredentials", "getConnectionCredentials", "orderCredentials", "CREDENTIALS_ORDER"]
 
 _STREAM_ATTRIBUTE = "_tornadoServicesCredentials"
 _AUTH_CACHE_SIZE = 256
