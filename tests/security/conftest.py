@@ -432,7 +432,16 @@ class SecurityServer(RunningServer):
         assert response.status_code == 200, response.text
         result = decode(response.text)[0]
         assert result["OK"] is True, result
+        self.settle()
         return result
+
+    def settle(self) -> None:
+        """Wait until no request is in flight (a client has its answer slightly before the server counts it)."""
+        waitFor(lambda: self.stats.inFlight == 0, "requests in flight to be accounted")
+
+    def quiesce(self) -> None:
+        """Wait until no request is in flight and no connection is open (earlier cases are fully closed)."""
+        waitFor(lambda: self.stats.inFlight == 0 and self.stats.openConnections == 0, "the server to be idle")
 
 
 def startServer(secpki: SecurityPKI, secCFG: tuple[str, str], **options: Any) -> SecurityServer:

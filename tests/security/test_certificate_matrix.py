@@ -65,6 +65,7 @@ def _dn(secpki, key: str) -> str:
 def assertRefused(server, context, reason: str, caplog) -> None:
     """No HTTP answer, one failed handshake, no request, no handler call, and a logged reason for this client."""
     stats = server.stats
+    server.settle()
     failuresBefore, requestsBefore = stats.handshakeFailures, stats.requests
     probeCalls = server.probeClass().calls
     attempt = tlsAttempt(server, context, formRequest("/Security/Probe", b"method=remoteAddress&args=%5B%5D"))
@@ -153,6 +154,7 @@ def test_auto_mode_with_crls_checks_the_whole_chain(secpki, secCFG, caplog):
 def assertRefusedDummy(server, credential: str, reason: str, caplog) -> None:
     """assertRefused for a server without the probe service."""
     stats = server.stats
+    server.settle()
     failuresBefore, requestsBefore = stats.handshakeFailures, stats.requests
     attempt = tlsAttempt(server, server.clientContext(credential))
     assert not attempt.answered
