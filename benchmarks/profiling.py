@@ -97,3 +97,52 @@ def printProfile(statsFile: str, out: TextIO, top: int = 25) -> None:
         out.write(f"\n-- top {top} {title} (idle waits left out: worker queue, epoll, locks) --\n")
         stats.sort_stats(order).print_stats(top)
         out.flush()
+
+
+#: The call every served request makes exactly once (``HTTP1Connection.write_headers``: one response each).
+REQUEST_MARKER = ("http1connection.py", "write_headers")
+
+
+def _byFunction(statsFile: str) -> tuple[dict[tuple[str, str], tuple[float, int]], int, float]:
+    """``({(file, function): (own seconds, calls)}, requests served, total profiled seconds)``."""
+    stats = pstats.Stats(statsFile)
+    stats.strip_dirs()
+    merged: dict[tuple[str, str], tuple[float, int]] = {}
+    total = 0.0
+    for (filename, _, function), (_, calls, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        key = (filename, function)
+        previousOwn, previousCalls = merged.get(key, (0.0, 0))
+        merged[key] = (previousOwn + own, previousCalls + calls)
+        if (filename, 0, function) not in IDLE_WAITS and key not in _WAIT_WRAPPERS:
+            total += own
+    requests = merged.get(REQUEST_MARKER, (0.0, 0))[1]
+    return merged, requests, total
+
+
+def printDifference(oursFile: str, bareFile: str, out: TextIO, top: int = 25, title: str = "") -> None:
+    """Functions costing more own CPU per request in ``oursFile`` than in ``bareFile`` (the framework's extra work)."""
+    ours, oursRequests, oursTotal = _byFunction(oursFile)
+    bare, bareRequests, bareTotal = _byFunction(bareFile)
+    if not oursRequests or not bareRequests:
+        out.write("\nno request finished in one of the profiles: no difference to show\n")
+        return
+    rows = []
+    for key in set(ours) | set(bare):
+        if (key[0], 0, key[1]) in IDLE_WAITS or key in _WAIT_WRAPPERS:
+            continue
+        oursOwn, oursCalls = ours.get(key, (0.0, 0))
+        bareOwn, bareCalls = bare.get(key, (0.0, 0))
+        extra = oursOwn / oursRequests - bareOwn / bareRequests
+        rows.append((extra, oursOwn / oursRequests, bareOwn / bareRequests, oursCalls / oursRequests, bareCalls / bareRequests, key))
+    rows.sort(reverse=True)
+    out.write(
+        f"\n-- {title or 'extra own CPU per request vs the bare handler'}: profiled CPU per request "
+        f"{1e6 * oursTotal / oursRequests:,.0f} us vs {1e6 * bareTotal / bareRequests:,.0f} us "
+        f"({oursRequests:,} and {bareRequests:,} requests; profiling inflates both, most where calls are many) --\n"
+    )
+    out.write(f"{'extra us':>9} {'ours us':>8} {'bare us':>8} {'calls/req':>14}  function\n")
+    for extra, mine, theirs, myCalls, theirCalls, (filename, function) in rows[:top]:
+        out.write(
+            f"{1e6 * extra:9.1f} {1e6 * mine:8.1f} {1e6 * theirs:8.1f} {myCalls:6.1f} /{theirCalls:6.1f}  {filename}({function})\n"
+        )
+    out.flush()

@@ -14,8 +14,9 @@ Rows, all measured in this run, servers each in their own process, on 127.0.0.1:
 
 Rows (a)-(a2) run ``--rounds`` times, interleaved (order reversed every other round), so slow drifts of
 the machine's other load hit every row alike; each round warms up then measures ``--duration`` seconds.
-``--profile`` then runs (b)'s load once more against a fresh server under cProfile and prints the top
-functions by cumulative and by own time.
+``--profile`` then runs the loads of (b), (c) and (a) once more, each against a fresh server under
+cProfile (per-thread CPU clock by default), prints (b)'s top functions by cumulative and by own time,
+and, for (b) and (c), the functions that cost more CPU per request than in the bare handler.
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ from typing import Optional, TextIO
 
 from benchmarks import connections, report
 from benchmarks.environment import SERVICE, BenchEnvironment, machineDescription
-from benchmarks.loadgen import Call, LoadGenerator, Measurement, describe
+from benchmarks.loadgen import Call, LoadGenerator, Measurement, Window, describe
 from benchmarks.procstat import raiseFileLimit, splitCPUs, usableCPUs
-from benchmarks.profiling import printProfile
+from benchmarks.profiling import printDifference, printProfile
 from benchmarks.servers import ServerProcess, fetchPingAnswer, startBaseline, startServices
 
 ECHO_BYTES = 10 * 1024
@@ -52,6 +53,7 @@ class Options:
     connectionProcesses: int = 4
     profile: bool = False
     profileTop: int = 25
+    profileClock: str = "cpu"
     skipConnections: bool = False
     serverLogLevel: str = "INFO"
     pin: bool = True
@@ -108,30 +110,42 @@ def _measureLoad(
     return [rows[key] for key, *_ in specs]
 
 
-def _profile(options: Options, env: BenchEnvironment, out: TextIO) -> None:
-    """Row (b)'s load against a fresh server under cProfile; print the top functions."""
-    statsFile = os.path.join(env.directory, "services.pstats")
-    server = startServices(env, "profiled", profileOut=statsFile, logLevel=options.serverLogLevel)
+def _profiledWindow(options: Options, env: BenchEnvironment, server: ServerProcess, call: Call, statsFile: str) -> Window:
+    """Run one row's load against ``server`` between SIGUSR1 and SIGUSR2; wait for its statistics file."""
     try:
         with LoadGenerator(env.childEnvironment(), options.processes, options.threads) as load:
             server.signal(signal.SIGUSR1)
-            window = load.measure(server.url(), Call("syncPing"), server.pid, options.warmup, options.duration)
+            window = load.measure(server.url(), call, server.pid, options.warmup, options.duration)
             server.signal(signal.SIGUSR2)
         deadline = time.monotonic() + 60
         while not os.path.exists(statsFile) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if not os.path.exists(statsFile):
-            _say(out, f"profile: the server wrote no statistics:\n{server.logTail()}")
-            return
     finally:
         server.stop()
+    if not os.path.exists(statsFile):
+        raise RuntimeError(f"{server.name} wrote no profile statistics:\n{server.logTail()}")
+    return window
+
+
+def _profile(options: Options, env: BenchEnvironment, answerFile: str, out: TextIO) -> None:
+    """Rows (b), (c) and (a) once more, each against a fresh server under cProfile; print where the CPU goes."""
+    files = {key: os.path.join(env.directory, f"profile-{key}.pstats") for key in ("a", "b", "c")}
+    runs = {
+        "b": (lambda: startServices(env, "profiled-b", profileOut=files["b"], profileClock=options.profileClock, logLevel=options.serverLogLevel), Call("syncPing")),
+        "c": (lambda: startServices(env, "profiled-c", profileOut=files["c"], profileClock=options.profileClock, logLevel=options.serverLogLevel), Call("asyncPing")),
+        "a": (lambda: startBaseline(env, "profiled-a", answerFile, profileOut=files["a"], profileClock=options.profileClock), Call("ping")),
+    }
+    windows = {key: _profiledWindow(options, env, start(), call, files[key]) for key, (start, call) in runs.items()}
+    clock = "per-thread CPU clock" if options.profileClock == "cpu" else "wall clock"
     _say(out, "")
     _say(
         out,
-        f"profile of the TornadoServices server under (b)'s load (cProfile, wall clock, event loop + worker threads; "
-        f"{window.calls:,} calls in the window, {window.callsPerSecond:,.0f} calls/s while profiled; warm-up included)",
+        f"profile of the TornadoServices server under (b)'s load (cProfile, {clock}, event loop + worker threads; "
+        f"{windows['b'].callsPerSecond:,.0f} calls/s while profiled, warm-up included):",
     )
-    printProfile(statsFile, out, options.profileTop)
+    printProfile(files["b"], out, options.profileTop)
+    printDifference(files["b"], files["a"], out, options.profileTop, "(b) plain export_: extra own CPU per request vs (a) bare Tornado")
+    printDifference(files["c"], files["a"], out, options.profileTop, "(c) async export_: extra own CPU per request vs (a) bare Tornado")
 
 
 def runBenchmark(options: Options, out: TextIO = sys.stdout) -> Results:
@@ -239,7 +253,7 @@ def _run(options: Options, env: BenchEnvironment, header: list[str], out: TextIO
         _say(out, "  " + line)
     _say(out, f"(measured in {time.monotonic() - started:.0f} s; 'x (a) CPU' = server CPU per call / row (a)'s)")
     if options.profile:
-        _profile(options, env, out)
+        _profile(options, env, answerFile, out)
     return Results(header, load, rates, idle, table, lines)
 
 
@@ -263,6 +277,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--profile", action="store_true", help="also profile the server under (b)'s load and print the top functions")
     parser.add_argument("--profile-top", type=int, default=defaults.profileTop, help="functions listed per profile order")
     parser.add_argument(
+        "--profile-clock",
+        default=defaults.profileClock,
+        choices=("cpu", "wall"),
+        help="cpu: each thread's CPU time (slower, blind to waits); wall: cProfile's default clock",
+    )
+    parser.add_argument(
         "--server-log-level",
         default=defaults.serverLogLevel,
         help="log level of the TornadoServices servers (INFO writes one access line per call, as tornado-start-all does)",
@@ -278,6 +298,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         connections=max(1, args.connections),
         profile=args.profile,
         profileTop=args.profile_top,
+        profileClock=args.profile_clock,
         skipConnections=args.skip_connections,
         serverLogLevel=args.server_log_level,
         pin=not args.no_pin,

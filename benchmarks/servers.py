@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from benchmarks.environment import REPO_ROOT, SERVICE, BenchEnvironment
 
@@ -106,9 +106,18 @@ def startServices(
     return ServerProcess(name, "benchmarks.services_server", arguments, env)
 
 
-def startBaseline(env: BenchEnvironment, name: str, answerFile: str) -> ServerProcess:
-    """The bare Tornado server answering the bytes of ``answerFile`` (same TLS settings)."""
-    arguments = ["--cert", env.hostCert, "--key", env.hostKey, "--ca", env.caDir, "--answer", answerFile]
+def startBaseline(
+    env: BenchEnvironment,
+    name: str,
+    answerFile: str,
+    profileOut: Optional[str] = None,
+    profileClock: str = "cpu",
+    variant: Sequence[str] = (),
+) -> ServerProcess:
+    """The bare Tornado server answering the bytes of ``answerFile`` (same TLS settings); ``variant``: extra options."""
+    arguments = ["--cert", env.hostCert, "--key", env.hostKey, "--ca", env.caDir, "--answer", answerFile, *variant]
+    if profileOut:
+        arguments += ["--profile-out", profileOut, "--profile-clock", profileClock]
     return ServerProcess(name, "benchmarks.baseline_server", arguments, env)
 
 
