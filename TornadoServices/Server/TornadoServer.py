@@ -22,6 +22,7 @@ from typing import Any, Iterable, Optional, Union
 
 import tornado.web
 from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
 
 from TornadoServices.ConfigurationSystem.Client import PathFinder
@@ -32,6 +33,7 @@ from TornadoServices.Core.ReturnValues import S_ERROR, isReturnStructure
 from TornadoServices.Security import Locations, TLS
 from TornadoServices.Server.AuthManager import AuthManager
 from TornadoServices.Server.HandlerManager import HandlerInfo, HandlerManager, getExtensions
+from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines
 from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
 from TornadoServices.Server.private.Runtime import ComponentRuntime
 from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
@@ -50,8 +52,9 @@ class TornadoServerError(RuntimeError):
         self.kind = kind
 
 
+@tornado.web.stream_request_body
 class _NotFoundHandler(tornado.web.RequestHandler):
-    """Any path that is not a service: 404 with an S_ERROR body, whatever the HTTP method."""
+    """Any path that is not a service: 404 with an S_ERROR body, whatever the HTTP method (body never read)."""
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")  # type: ignore[assignment]
 
@@ -63,6 +66,9 @@ class _NotFoundHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         path = self.request.path
         self.finish(encode(stripCallStacks(S_ERROR(f"Unknown service: nothing is served at {path} (services are at /<System>/<Service>)"))))
+
+    def data_received(self, chunk: bytes) -> None:
+        """The answer is sent before any body: nothing to keep."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")
@@ -169,6 +175,8 @@ class TornadoServer:
             raise TornadoServerError(str(exc), "config") from None
         self.port = PathFinder.getTornadoPort() if port is None else int(port)
         self.stats = ServerStats()
+        self.bodyDeadlines = BodyDeadlines()
+        self._sweeper: Optional[PeriodicCallback] = None
         self.boundPorts: dict[int, int] = {}
         self.urls: dict[str, str] = {}
         self._httpServers: list[_ServiceHTTPServer] = []
@@ -285,6 +293,7 @@ class TornadoServer:
             log=log,
             uploadMethods=frozenset(handlerClass.UPLOAD_METHODS),
             hasInitializeRequest=handlerClass.initializeRequest is not TornadoService.initializeRequest,
+            bodyDeadlines=self.bodyDeadlines,
         )
         handlerClass._runtime = runtime
         try:
@@ -341,7 +350,7 @@ class TornadoServer:
             application = tornado.web.Application(
                 routes,
                 default_handler_class=_NotFoundHandler,
-                compress_response=settings.compressResponse,
+                compress_response=False,  # TornadoService gzips its JSON answers itself, more cheaply
                 log_function=_quietAccessLog,
                 tornadoServicesStats=self.stats,
             )
@@ -352,7 +361,7 @@ class TornadoServer:
                 max_header_size=settings.maxHeaderSize,
                 max_body_size=settings.maxBodySize + BODY_SIZE_SLACK,
                 idle_connection_timeout=settings.idleConnectionTimeout,
-                body_timeout=settings.bodyTimeout,
+                body_timeout=None,  # set per request by TornadoService when a body is still to come
             )
             server.tsStats = self.stats
             server.tsMaxConnections = settings.maxConnections
@@ -360,7 +369,14 @@ class TornadoServer:
             self._httpServers.append(server)
             names = ", ".join(info.name for info in infos)
             self.log.always("Listening", f"on https://{settings.address or '*'}:{self.boundPorts[port]} for {names}")
+        shortest = min(settings.bodyTimeout or 60.0, settings.uploadTimeout or 60.0)
+        self._sweeper = PeriodicCallback(self._sweepBodies, max(20.0, min(1000.0, shortest * 250.0)))
+        self._sweeper.start()
         self._started = True
+
+    def _sweepBodies(self) -> None:
+        """Close the connections of requests whose body is late (see BodyDeadlines)."""
+        self.bodyDeadlines.sweep(lambda handler: handler.bodyTimedOut())
 
     @property
     def actualPort(self) -> int:
@@ -436,6 +452,8 @@ class TornadoServer:
             self._thread.join(timeout if timeout is not None else self.settings.shutdownTimeout + 10)
 
     async def _shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.stop()
         for server in self._httpServers:
             server.stop()
         deadline = asyncio.get_running_loop().time() + self.settings.shutdownTimeout

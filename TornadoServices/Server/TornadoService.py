@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import errno
+import gzip
 import io
 import os
 import tempfile
@@ -48,6 +49,9 @@ _STREAM_CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
 #: Tornado's own body limit is set this much above ours, so that we answer 413 (Tornado would answer a bare 400)
 BODY_SIZE_SLACK = 1024 * 1024
+#: JSON answers of this size or more are gzipped for clients that accept it (as Tornado's compress_response)
+_GZIP_MIN_LENGTH = 1024
+_GZIP_LEVEL = 6
 _LOG_INFO = 20
 _LOG_VERBOSE = 15
 _MESSAGE_IN_LOG = 300
@@ -73,6 +77,12 @@ def authorization(rule: Any):
         return function
 
     return decorate
+
+
+def _ownResult(function):
+    """Mark a built-in method whose result the server builds itself: no return structure to clean inside."""
+    function.serverBuiltResult = True
+    return function
 
 
 class _RequestFailed(Exception):
@@ -159,6 +169,7 @@ class TornadoService(RequestHandler):
                     self._refuseBody(int(length), limit, "MaxBodySize")
                 self._bodyLimit = limit
                 self._chunks = []
+                runtime.bodyDeadlines.watch(self, runtime.settings.bodyTimeout)
         except _RequestFailed as failure:
             self._fail(failure)
 
@@ -178,9 +189,8 @@ class TornadoService(RequestHandler):
         length = self.request.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > limit:
             self._refuseBody(int(length), limit, "MaxUploadSize")
-        connection = self.request.connection
-        connection.set_max_body_size(limit + BODY_SIZE_SLACK)  # data_received answers 413 at ``limit``
-        connection.set_body_timeout(runtime.settings.uploadTimeout)
+        self.request.connection.set_max_body_size(limit + BODY_SIZE_SLACK)  # data_received answers 413 at ``limit``
+        runtime.bodyDeadlines.watch(self, runtime.settings.uploadTimeout)
         self._bodyLimit = limit
         self._upload = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
 
@@ -214,6 +224,7 @@ class TornadoService(RequestHandler):
 
     async def post(self) -> None:
         """Parse the fields, run the call, write the answer (every failure becomes an S_ERROR answer)."""
+        self._runtime.bodyDeadlines.done(self)
         try:
             if self._upload is not None:
                 upload, self._upload = self._upload, None
@@ -379,7 +390,7 @@ class TornadoService(RequestHandler):
         if isRawContentRequested(rawText) and not (isinstance(result, dict) and not _isStreamableOK(result)):
             await self._sendRaw(result["Value"] if isinstance(result, dict) else result)
             return
-        self._sendResult(info.name, result)
+        self._sendResult(info.name, result, info.stripResult)
 
     def _runSync(self, function: Any, args: list[Any]) -> Any:
         """Body of a plain ``export_`` call in a worker thread."""
@@ -403,7 +414,7 @@ class TornadoService(RequestHandler):
 
     # ---------------------------------------------------------------------------------------------------
     # answers
-    def _sendResult(self, methodName: str, result: Any) -> None:
+    def _sendResult(self, methodName: str, result: Any, strip: bool = True) -> None:
         if result is None:
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the method returned None instead of S_OK/S_ERROR"))
         if type(result) is dict:
@@ -412,10 +423,16 @@ class TornadoService(RequestHandler):
             if not ok:
                 self._errorMessage = str(result.get("Message", ""))
         try:
-            body = encode(stripCallStacks(result))
+            body = encode(stripCallStacks(result) if strip else result)
         except EncodeError as exc:
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
         self.set_header("Content-Type", _JSON)
+        if len(body) >= _GZIP_MIN_LENGTH and self._runtime.settings.compressResponse:
+            if "gzip" in self.request.headers.get("Accept-Encoding", ""):
+                self.set_header("Content-Encoding", "gzip")
+                self.set_header("Vary", "Accept-Encoding")
+                self.finish(gzip.compress(body.encode("utf-8"), compresslevel=_GZIP_LEVEL, mtime=0))
+                return
         self.finish(body)
 
     def _fail(self, failure: _RequestFailed) -> None:
@@ -511,13 +528,22 @@ class TornadoService(RequestHandler):
             log.exception("Uncaught exception", f"{self.request.method} {self.request.uri}", lException=value)
 
     def on_finish(self) -> None:
+        self._runtime.bodyDeadlines.done(self)
         self._account()
 
     def on_connection_close(self) -> None:
         super().on_connection_close()  # wakes a handler still waiting for a streamed body
+        self._runtime.bodyDeadlines.done(self)
         self._closeUpload()
         if not self._finished:
             self._account(closed=True)
+
+    def bodyTimedOut(self) -> None:
+        """The body did not arrive in time (BodyTimeout / UploadTimeout): drop the connection."""
+        ip, port = self.getRemoteAddress()
+        self._runtime.log.info("Timeout reading the request body", f"from ({ip}:{port}) for {self._runtime.name}; closing the connection")
+        self._closeUpload()
+        self.request.connection.stream.close()
 
     def _closeUpload(self) -> None:
         upload, self._upload = self._upload, None
@@ -549,6 +575,7 @@ class TornadoService(RequestHandler):
 
     # ---------------------------------------------------------------------------------------------------
     # built-in methods
+    @_ownResult
     async def export_ping(self) -> dict[str, Any]:
         """Service health: versions, times, load and the service URL (DIRAC's fields, in DIRAC's order)."""
         import TornadoServices
@@ -583,6 +610,7 @@ class TornadoService(RequestHandler):
         """Return the argument unchanged."""
         return S_OK(data)
 
+    @_ownResult
     async def export_whoami(self) -> dict[str, Any]:
         """The caller's credential dictionary, as the server sees it (without the certificate chain object)."""
         return S_OK({key: value for key, value in self._credDict.items() if key != "x509Chain"})

@@ -29,7 +29,7 @@ _FALSE_WORDS = frozenset(("false", "0", "no", "none", "off"))
 class MethodInfo:
     """What the dispatcher knows about one exported method (built once per handler class)."""
 
-    __slots__ = ("name", "function", "isCoroutine", "typesList", "minArgs", "maxArgs", "hasTypes")
+    __slots__ = ("name", "function", "isCoroutine", "typesList", "minArgs", "maxArgs", "hasTypes", "stripResult")
 
     def __init__(self, name: str, function: Callable[..., Any], typesList: Any) -> None:
         self.name = name
@@ -38,6 +38,8 @@ class MethodInfo:
         self.hasTypes = typesList is not None
         self.typesList = tuple(typesList) if typesList is not None else ()
         self.minArgs, self.maxArgs = _argumentCounts(function)
+        #: False for built-ins that build their result themselves (nothing to clean: CallStack stripping skipped)
+        self.stripResult = not getattr(function, "serverBuiltResult", False)
 
     def __repr__(self) -> str:
         kind = "async" if self.isCoroutine else "sync"

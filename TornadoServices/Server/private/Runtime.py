@@ -32,6 +32,7 @@ class ComponentRuntime:
         log: Any,
         uploadMethods: frozenset[str],
         hasInitializeRequest: bool,
+        bodyDeadlines: Any,
     ) -> None:
         self.name = name
         self.sectionPath = sectionPath
@@ -47,5 +48,7 @@ class ComponentRuntime:
         self.pyLogger = log.logger
         self.uploadMethods = uploadMethods
         self.hasInitializeRequest = hasInitializeRequest
+        #: server-wide BodyDeadlines (slow bodies are cut by one periodic sweep)
+        self.bodyDeadlines = bodyDeadlines
         self.startTime = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
         self.startTimestamp = time.time()
