@@ -127,18 +127,33 @@ def formatTable(rows: Sequence[Sequence[str]], headers: Sequence[str] = HEADERS)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
-def roundSpread(measured: Measurement, reference: Measurement) -> str:
-    """`` (per round: r1, r2, ...)``: the CPU-per-call ratio of each round, when there are several."""
-    pairs = list(zip(measured.windows, reference.windows))
-    if len(pairs) < 2:
-        return ""
+def roundRatios(measured: Measurement, reference: Measurement) -> list[float]:
+    """Server CPU per call of ``measured`` over ``reference``, round by round (rounds are measured side by side)."""
     ratios = []
-    for mine, theirs in pairs:
+    for mine, theirs in zip(measured.windows, reference.windows):
         if mine.calls and theirs.calls and theirs.serverCPU:
-            ratios.append(f"{(mine.serverCPU / mine.calls) / (theirs.serverCPU / theirs.calls):.2f}")
+            ratios.append((mine.serverCPU / mine.calls) / (theirs.serverCPU / theirs.calls))
         else:
-            ratios.append("-")
-    return f" (per round: {', '.join(ratios)})"
+            ratios.append(float("nan"))
+    return ratios
+
+
+def medianRatio(measured: Measurement, reference: Measurement) -> float:
+    """Median of :func:`roundRatios`: robust to a round during which the machine's other load spiked."""
+    ratios = sorted(r for r in roundRatios(measured, reference) if not math.isnan(r))
+    if not ratios:
+        return float("nan")
+    middle = len(ratios) // 2
+    return ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+
+
+def roundSpread(measured: Measurement, reference: Measurement) -> str:
+    """`` (per round: r1, r2, ...; all rounds summed: s)`` when there are several rounds."""
+    ratios = roundRatios(measured, reference)
+    if len(ratios) < 2:
+        return ""
+    summed = _ratio(measured.serverCPUPerCall, reference.serverCPUPerCall)
+    return f" (per round: {', '.join(_fmt(r, 2) for r in ratios)}; all rounds summed: {_fmt(summed, 2)})"
 
 
 def verdicts(
@@ -162,16 +177,16 @@ def verdicts(
     a, b, c = byKey.get("a"), byKey.get("b"), byKey.get("c")
     if a and b:
         judge(
-            f"(b) server CPU per call <= {TARGET_B_OVER_A}x (a)",
-            _ratio(b.measurement.serverCPUPerCall, a.measurement.serverCPUPerCall),
+            f"(b) server CPU per call <= {TARGET_B_OVER_A}x (a), median of rounds",
+            medianRatio(b.measurement, a.measurement),
             TARGET_B_OVER_A,
             True,
             spread=roundSpread(b.measurement, a.measurement),
         )
     if b and c:
         judge(
-            "(c) server CPU per call <= (b)",
-            _ratio(c.measurement.serverCPUPerCall, b.measurement.serverCPUPerCall),
+            "(c) server CPU per call <= (b), median of rounds",
+            medianRatio(c.measurement, b.measurement),
             1.0,
             True,
             spread=roundSpread(c.measurement, b.measurement),

@@ -43,9 +43,9 @@ ECHO_BYTES = 10 * 1024
 class Options:
     """Everything a run can be told (command-line options, or a test's tiny settings)."""
 
-    duration: float = 4.0
-    warmup: float = 1.5
-    rounds: int = 3
+    duration: float = 2.0
+    warmup: float = 1.0
+    rounds: int = 6
     processes: int = 2
     threads: int = 4
     clientSeconds: float = 3.0
