@@ -21,6 +21,7 @@ import threading
 from typing import Any, Iterable, Optional, Union
 
 import tornado.web
+from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.netutil import bind_sockets
@@ -86,11 +87,69 @@ def _quietAccessLog(handler: tornado.web.RequestHandler) -> None:
         )
 
 
+#: Tornado's own header limit is set this much above ours, so that we answer 431 (Tornado would just close)
+HEADER_SIZE_SLACK = 64 * 1024
+
+
+class _HeaderLimit(httputil.HTTPMessageDelegate):
+    """Answers 431 with an S_ERROR body to a request whose head is larger than MaxHeaderSize, then closes.
+
+    Tornado reads at most MaxHeaderSize + HEADER_SIZE_SLACK bytes of head and closes the connection silently
+    beyond that; up to there the client learns which limit it hit. Other requests pass straight through.
+    """
+
+    __slots__ = ("_delegate", "_connection", "_limit", "_stats", "_refused")
+
+    def __init__(self, delegate: httputil.HTTPMessageDelegate, connection: Any, limit: int, stats: ServerStats) -> None:
+        self._delegate = delegate
+        self._connection = connection
+        self._limit = limit
+        self._stats = stats
+        self._refused = False
+
+    def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
+        size = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
+        for name, value in headers.get_all():
+            size += len(name) + len(value) + 4
+        if size <= self._limit:
+            return self._delegate.headers_received(start_line, headers)
+        self._refused = True
+        self._stats.requests += 1
+        self._stats.requestsByStatus[431] += 1
+        message = f"Request header of {size} bytes is larger than the {self._limit} bytes allowed (/Systems/Tornado/MaxHeaderSize)"
+        address = getattr(self._connection.context, "address", None)
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) and len(address) >= 2 else "?"
+        gLogger.getSubLogger("Tornado").info("Returning response", f"({peer}) {start_line.method} {start_line.path[:200]} ERROR 431: {message}")
+        body = encode(stripCallStacks(S_ERROR(message))).encode()
+        self._connection.write_headers(
+            httputil.ResponseStartLine("HTTP/1.1", 431, "Request Header Fields Too Large"),
+            httputil.HTTPHeaders({"Content-Type": "application/json", "Content-Length": str(len(body)), "Connection": "close"}),
+            body,
+        )
+        self._connection.finish()  # the body is never read: Tornado closes once the answer is out
+        return None
+
+    def data_received(self, chunk: bytes) -> Any:
+        return None if self._refused else self._delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        if not self._refused:
+            self._delegate.finish()
+
+    def on_connection_close(self) -> None:
+        if not self._refused:
+            self._delegate.on_connection_close()
+
+
 class _ServiceHTTPServer(HTTPServer):
-    """Tornado's HTTPServer plus a connection limit and connection counters."""
+    """Tornado's HTTPServer plus a connection limit, connection counters and the 431 answer."""
 
     tsStats: ServerStats
     tsMaxConnections: int
+    tsMaxHeaderSize: int
+
+    def start_request(self, server_conn: object, request_conn: Any) -> httputil.HTTPMessageDelegate:
+        return _HeaderLimit(super().start_request(server_conn, request_conn), request_conn, self.tsMaxHeaderSize, self.tsStats)
 
     def handle_stream(self, stream: Any, address: tuple) -> None:
         stats = self.tsStats
@@ -358,13 +417,14 @@ class TornadoServer:
                 application,
                 ssl_options=sslContext,
                 decompress_request=True,
-                max_header_size=settings.maxHeaderSize,
+                max_header_size=settings.maxHeaderSize + HEADER_SIZE_SLACK,
                 max_body_size=settings.maxBodySize + BODY_SIZE_SLACK,
                 idle_connection_timeout=settings.idleConnectionTimeout,
                 body_timeout=None,  # set per request by TornadoService when a body is still to come
             )
             server.tsStats = self.stats
             server.tsMaxConnections = settings.maxConnections
+            server.tsMaxHeaderSize = settings.maxHeaderSize
             server.add_sockets(sockets[port])
             self._httpServers.append(server)
             names = ", ".join(info.name for info in infos)

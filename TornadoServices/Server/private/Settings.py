@@ -17,7 +17,7 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("address", "Address", "", "address to bind; empty = every interface"),
     ("maxBodySize", "MaxBodySize", 100 * MiB, "largest form request body in bytes, after gzip decompression (413 beyond)"),
     ("maxUploadSize", "MaxUploadSize", 4 * GiB, "largest streamed upload (streamFromClient) in bytes (413 beyond)"),
-    ("maxHeaderSize", "MaxHeaderSize", 64 * 1024, "largest request header block in bytes (connection closed beyond)"),
+    ("maxHeaderSize", "MaxHeaderSize", 64 * 1024, "largest request header block in bytes (431 beyond; 64 KiB further the connection is just closed)"),
     ("idleConnectionTimeout", "IdleConnectionTimeout", 120.0, "seconds a keep-alive connection may wait for its next request headers"),
     ("bodyTimeout", "BodyTimeout", 60.0, "seconds allowed to receive a form request body"),
     ("uploadTimeout", "UploadTimeout", 3600.0, "seconds allowed to receive a streamed upload body"),
