@@ -229,6 +229,14 @@ def _closedByServer(tls) -> bytes:
         return data
 
 
+def test_oversized_headers_are_431(strictServer):
+    response = strictServer.post("ping", headers={"X-Padding": "p" * 4096})
+    assert response.status_code == 431
+    result = _json(response)
+    assert result["OK"] is False and "MaxHeaderSize" in result["Message"]
+    assert strictServer.call("ping")["OK"]
+
+
 def test_oversized_headers_close_the_connection(strictServer, pki):
     with pytest.raises(requests.ConnectionError):
         strictServer.post("ping", headers={"X-Padding": "p" * (80 * 1024)})  # past the 431 slack
