@@ -244,6 +244,7 @@ def makeClientContext(
                 "no CA location to verify the server: set X509_CERT_DIR (or /DIRAC/Security/CALocation), or run tornado-certs"
             )
         ctx.check_hostname = True
+        ctx.hostname_checks_common_name = False  # a server is named by its subjectAltName only, as requests does
         ctx.verify_mode = ssl.CERT_REQUIRED
         _loadCAs(ctx, caPath)
     if certFile:
