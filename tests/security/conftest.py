@@ -210,7 +210,7 @@ def makeSecurityPKI(directory: Path) -> SecurityPKI:
     because RSA key generation dominates the suite's set-up time.
     """
     from cryptography import x509
-    from cryptography.x509.oid import ObjectIdentifier
+    from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
     from TornadoServices.Security import DevPKI
     from TornadoServices.Security.X509Chain import generateKey
@@ -268,6 +268,12 @@ def makeSecurityPKI(directory: Path) -> SecurityPKI:
         "overlyDeepChain": deepUser,
         "overlyDeepProxy": _proxyTower(user, 101),
     }
+    # host certificates for the server-identity checks (what a client must refuse / what a server must refuse)
+    serverAuth, clientAuth = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
+    creds["hostWithoutSAN"] = ca.issueHost(sans=[], **ec)
+    creds["hostWithoutServerAuth"] = ca.issueHost(extendedKeyUsage=(clientAuth,), **ec)
+    creds["hostWithoutClientAuth"] = ca.issueHost(extendedKeyUsage=(serverAuth,), **ec)
+    creds["hostForOtherName"] = ca.issueHost("other.example.org", **ec)
     for name in CROWD:
         crowdUser = ca.issueUser(name, **ec)
         creds[f"{name}User"] = crowdUser
