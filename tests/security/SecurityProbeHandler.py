@@ -51,9 +51,9 @@ class SecurityProbeHandler(TornadoService):
     auth_remoteAddress = ["all"]
 
     async def export_remoteAddress(self) -> dict[str, Any]:
-        """The (ip, port) the server attributes to the caller."""
+        """The (ip, port) the server attributes to the caller, and Tornado's ``remote_ip`` for the request."""
         self._count()
-        return S_OK(list(self.getRemoteAddress()))
+        return S_OK([*self.getRemoteAddress(), self.request.remote_ip])
 
     auth_unencodable = ["all"]
 
