@@ -8,13 +8,17 @@ test PKI.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import ssl
+import time
 
 import pytest
+import requests
 
 from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import decode
+from TornadoServices.Security import DevPKI
 
 from conftest import PROBE, formRequest, responseBody, startServer, tlsAttempt, waitFor
 
@@ -244,3 +248,17 @@ def test_identity_is_the_first_non_proxy_certificate_and_lifetime_the_chain_mini
     assert creds["DN"] == secpki.dns["goodUser"]
     assert creds["subject"].startswith(secpki.dns["goodUser"] + "/CN=") and creds["subject"].count("/CN=") == 3
     assert 0 < creds["secondsLeft"] <= 3600
+
+
+def test_credentials_expiring_during_a_keep_alive_connection_stop_working(chainServer, secpki, tmp_path):
+    user = secpki.ca.issueUser("shortlived", keyType="ec")
+    notAfter = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)
+    proxy = DevPKI.makeProxy(user, keyType="ec", notAfter=notAfter).writeProxyFile(str(tmp_path / "shortlived.pem"))
+    with requests.Session() as session:
+        assert chainServer.post("ping", cert=proxy, session=session).status_code == 200
+        while datetime.datetime.now(datetime.timezone.utc) < notAfter + datetime.timedelta(seconds=1):
+            time.sleep(0.2)
+        response = chainServer.post("ping", cert=proxy, session=session)  # same TLS connection, chain now expired
+    assert response.status_code == 401
+    result = decode(response.text)[0]
+    assert result["OK"] is False and "expired" in result["Message"]
