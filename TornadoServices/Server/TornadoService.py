@@ -570,8 +570,13 @@ class TornadoService(RequestHandler):
             if self._errorMessage:
                 line = f"{line}: {self._errorMessage[:_MESSAGE_IN_LOG]}"
             # A record made here skips the caller lookup of logging: this line is written for every request.
-            extra = {"service": runtime.name, "method": method, "status": status, "result": outcome, "durationMs": round(milliseconds, 3)}
-            logger.handle(logger.makeRecord(logger.name, _LOG_INFO, __file__, 0, line, None, None, extra=extra))
+            record = logger.makeRecord(logger.name, _LOG_INFO, __file__, 0, line, None, None)
+            record.service = runtime.name  # extra fields of JSON log lines
+            record.method = method
+            record.status = status
+            record.result = outcome
+            record.durationMs = milliseconds
+            logger.handle(record)
 
     # ---------------------------------------------------------------------------------------------------
     # built-in methods
