@@ -28,6 +28,7 @@ from tornado.netutil import bind_sockets
 
 from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+from TornadoServices.Core.DErrno import includeExtensionErrors
 from TornadoServices.Core.Encoding import encode
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, isReturnStructure
@@ -245,8 +246,7 @@ class TornadoServer:
         self._thread: Optional[threading.Thread] = None
         self._started = False
         self._stopped = False
-
-        from TornadoServices.Core.DErrno import includeExtensionErrors
+        self._hostname = ""
 
         includeExtensionErrors(getExtensions())
         self._handlerManager = HandlerManager(services)
@@ -307,8 +307,9 @@ class TornadoServer:
 
     # ---- start-up ----------------------------------------------------------------------------------------
     def _serviceURL(self, name: str, port: int) -> str:
-        host = self.settings.hostname or socket.getfqdn()
-        return f"https://{host}:{port}/{name}"
+        if not self._hostname:
+            self._hostname = self.settings.hostname or socket.getfqdn()  # a DNS query: once per server
+        return f"https://{self._hostname}:{port}/{name}"
 
     def _setupComponent(self, info: HandlerInfo, port: int) -> ComponentRuntime:
         """Per-component state of a handler class, then its ``initializeHandler``."""
