@@ -33,11 +33,15 @@ def _probe(server, method: str, *args, **kwargs):
 
 
 # ---- proxy policy languages (OpenSSL accepts them all; the server decides) -------------------------------
-def test_limited_proxy_policy_with_the_handler_view(chainServer, secpki):
+def test_limited_proxy_policy_with_the_handler_view(chainServer, secpki, caplog):
     probe = chainServer.probeClass()
     calls = probe.calls
     assert _status(_probe(chainServer, "whoamiSync", 1, cert=secpki.cert("limitedProxy"))) == 403
     assert probe.calls == calls  # refused before the handler
+    waitFor(
+        lambda: any("Unauthorized query" in r.getMessage() and "Security/Probe.whoamiSync" in r.getMessage() for r in caplog.records),
+        "the refusal in the log",
+    )
     assert _status(_probe(chainServer, "remoteAddress", cert=secpki.cert("limitedProxy"))) == 200  # rule "all"
     gConfig.setOptionValue("/Systems/Security/Services/Probe/Authorization/whoamiSync", "authenticated, LimitedProxy")
     value = _answer(_probe(chainServer, "whoamiSync", 2, cert=secpki.cert("limitedProxy")))["Value"]

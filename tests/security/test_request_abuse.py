@@ -243,11 +243,18 @@ def test_slow_streamed_upload_is_cut_off_and_logged(abuseServer, caplog):
 
 # ---- HTTP limits -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", ["/Framework/Dummy", "/No/Such/Service"])
-def test_oversize_headers_are_431_with_s_error(abuseServer, path):
+def test_oversize_headers_are_431_with_s_error(abuseServer, path, caplog):
+    caplog.set_level(logging.INFO, logger="TornadoServices")
     request = formRequest(path, headers="X-Big: " + "h" * (MAX_HEADER + 100) + "\r\n")
-    status, headers, body = responseBody(tlsAttempt(abuseServer, abuseServer.clientContext("proxy"), request).response)
+    attempt = tlsAttempt(abuseServer, abuseServer.clientContext("proxy"), request)
+    status, headers, body = responseBody(attempt.response)
     result = _jsonError(status, headers, body, 431)
     assert "MaxHeaderSize" in result["Message"]
+    assert headers.get("connection") == "close"
+    waitFor(
+        lambda: any(f"127.0.0.1:{attempt.localPort})" in r.getMessage() and "431" in r.getMessage() for r in caplog.records),
+        "the 431 log line naming this client",
+    )
     abuseServer.ping()
 
 
