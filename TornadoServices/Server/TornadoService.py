@@ -575,7 +575,7 @@ class TornadoService(RequestHandler):
             record.method = method
             record.status = status
             record.result = outcome
-            record.durationMs = milliseconds
+            record.durationMs = round(milliseconds, 3)
             logger.handle(record)
 
     # ---------------------------------------------------------------------------------------------------
