@@ -157,6 +157,7 @@ def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer)
 
 
 def test_connections_beyond_max_are_closed(limitedServer, pki):
+    _waitFor(lambda: limitedServer.stats.openConnections == 0, "connections of earlier tests to close")
     context = ssl.create_default_context(cafile=pki.caFile)
     context.load_cert_chain(pki.proxy)
     held = []
