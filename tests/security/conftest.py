@@ -565,3 +565,17 @@ def responseBody(response: bytes) -> tuple[int, dict[str, str], bytes]:
     if "content-length" in headers:
         body = body[: int(headers["content-length"])]
     return status, headers, body
+
+
+def handshakeRefusalLogged(caplog: Any, localPort: int, reason: str) -> bool:
+    """Tornado logged "SSL Error on <fd> <peer>: ... <reason>" for the client whose local port is ``localPort``.
+
+    The peer is named unless the client had already reset the connection when the line was written (Tornado
+    then writes "(not connected)"); the reason must be there in either case.
+    """
+    peers = (f"('127.0.0.1', {localPort})", "(not connected)")
+    for record in caplog.records:
+        message = record.getMessage()
+        if record.name == "tornado.general" and "SSL Error" in message and reason in message and any(p in message for p in peers):
+            return True
+    return False

@@ -20,7 +20,7 @@ from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import decode
 from TornadoServices.Security import DevPKI
 
-from conftest import PROBE, formRequest, responseBody, startServer, tlsAttempt, waitFor
+from conftest import PROBE, formRequest, handshakeRefusalLogged, responseBody, startServer, tlsAttempt, waitFor
 
 VERSIONS = {"TLSv1.3": ssl.TLSVersion.TLSv1_3, "TLSv1.2": ssl.TLSVersion.TLSv1_2}
 
@@ -78,9 +78,7 @@ def assertRefused(server, context, reason: str, caplog) -> None:
     waitFor(lambda: stats.handshakeFailures > failuresBefore, "the server to count the failed handshake")
     assert stats.requests == requestsBefore
     assert server.probeClass().calls == probeCalls
-    peer = f"('127.0.0.1', {attempt.localPort})"
-    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.general" and r.levelno >= logging.WARNING]
-    assert any(peer in line and reason in line for line in lines), (reason, peer, lines)
+    assert handshakeRefusalLogged(caplog, attempt.localPort, reason), (reason, [r.getMessage() for r in caplog.records])
 
 
 def whoami(server, cert) -> dict:
@@ -164,9 +162,7 @@ def assertRefusedDummy(server, credential: str, reason: str, caplog) -> None:
     assert not attempt.answered
     waitFor(lambda: stats.handshakeFailures > failuresBefore, "the server to count the failed handshake")
     assert stats.requests == requestsBefore
-    peer = f"('127.0.0.1', {attempt.localPort})"
-    lines = [r.getMessage() for r in caplog.records if r.name == "tornado.general"]
-    assert any(peer in line and reason in line for line in lines), (reason, lines)
+    assert handshakeRefusalLogged(caplog, attempt.localPort, reason), (reason, [r.getMessage() for r in caplog.records])
 
 
 def test_expired_crl_refuses_everybody_in_chain_mode(secpki, secCFG, caplog):
