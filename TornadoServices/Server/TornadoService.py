@@ -379,7 +379,7 @@ class TornadoService(RequestHandler):
                         await hook
                 result = await info.function(self, *args)
             else:
-                result = await runtime.executor.run(self._runSync, info.function, args)
+                result = await runtime.executor.submit(self._runSync, info.function, args)
         except ServiceOverloaded as exc:
             raise _RequestFailed(503, S_ERROR(str(exc))) from None
         except _RequestFailed:
@@ -423,7 +423,7 @@ class TornadoService(RequestHandler):
             if not ok:
                 self._errorMessage = str(result.get("Message", ""))
         try:
-            body = encode(stripCallStacks(result) if strip else result)
+            body = _encodeAnswer(result) if strip else encode(result)
         except EncodeError as exc:
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
         self.set_header("Content-Type", _JSON)
@@ -698,6 +698,21 @@ class TornadoService(RequestHandler):
         """True when the caller resolved to a Registry user or host."""
         creds = self.getRemoteCredentials()
         return creds.get("username", "anonymous") != "anonymous" and bool(creds.get("group")) and creds.get("group") != "visitor"
+
+
+def _encodeAnswer(result: Any) -> str:
+    """JEncode of ``result`` without any CallStack/ExecInfo of the return structures inside it.
+
+    The result is encoded as is first: only when the text names one of those keys (or an ExecInfo made
+    encoding fail) is the structure walked and encoded again, so ordinary answers are never walked.
+    """
+    try:
+        body = encode(result)
+    except EncodeError:
+        return encode(stripCallStacks(result))
+    if '"CallStack"' in body or '"ExecInfo"' in body:
+        return encode(stripCallStacks(result))
+    return body
 
 
 def _isStreamableOK(result: dict[str, Any]) -> bool:

@@ -1,11 +1,20 @@
-"""Bounded worker pool of one service: plain ``export_`` methods run here, never on the event loop."""
+"""Bounded worker pool of one service: plain ``export_`` methods run here, never on the event loop.
+
+Lighter than ``loop.run_in_executor``: a job is one tuple put on a ``SimpleQueue``; the worker hands its
+result back by appending to a list and waking the event loop only when no wake-up is already pending, so a
+burst of completions costs one self-pipe write; the caller awaits a plain asyncio Future (no
+``concurrent.futures.Future`` and no chaining between the two kinds of future).
+"""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-from typing import Any, Callable
+import queue
+import threading
+from typing import Any, Callable, Optional
 
 __all__ = ["ServiceExecutor", "ServiceOverloaded"]
+
+_STOP = None
 
 
 class ServiceOverloaded(Exception):
@@ -13,35 +22,119 @@ class ServiceOverloaded(Exception):
 
 
 class ServiceExecutor:
-    """``maxThreads`` workers and at most ``maxWaiting`` queued calls for one service.
+    """``maxThreads`` workers (started on demand) and at most ``maxWaiting`` queued calls for one service.
 
-    The counters are only touched on the event loop thread, so they need no lock.
+    ``pending`` (calls submitted and not yet answered) is only touched on the event loop thread.
     """
 
     def __init__(self, name: str, maxThreads: int, maxWaiting: int) -> None:
         self.name = name
         self.maxThreads = maxThreads
         self.maxWaiting = maxWaiting
-        self.pending = 0  # submitted and not finished (running + waiting)
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=maxThreads, thread_name_prefix=f"{name}-worker")
+        self.pending = 0
+        self._jobs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._lock = threading.Lock()
+        self._done: list[tuple[asyncio.Future, Any, Optional[BaseException]]] = []
+        self._wakeScheduled = False
+        self._shutdown = False
 
     @property
     def waiting(self) -> int:
         """Calls queued behind busy workers."""
         return max(0, self.pending - self.maxThreads)
 
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run ``function(*args)`` in a worker; raise ServiceOverloaded when the queue is full."""
+    def submit(self, function: Callable[..., Any], *args: Any) -> "asyncio.Future[Any]":
+        """Queue ``function(*args)`` for a worker; the returned Future completes on the event loop.
+
+        Raises ServiceOverloaded when ``maxThreads`` calls run and ``maxWaiting`` already wait, and
+        RuntimeError after :meth:`shutdown`.
+        """
+        if self._shutdown:
+            raise RuntimeError(f"{self.name} is shutting down: no new calls")
         if self.pending >= self.maxThreads + self.maxWaiting:
             raise ServiceOverloaded(
                 f"{self.name} is overloaded: {self.maxThreads} calls running and {self.maxWaiting} waiting; retry later"
             )
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self.pending += 1
+        if self.pending > len(self._threads) and len(self._threads) < self.maxThreads:
+            self._startWorker()
+        self._jobs.put((function, args, future))
+        return future
+
+    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``await`` form of :meth:`submit`."""
+        return await self.submit(function, *args)
+
+    def _startWorker(self) -> None:
+        thread = threading.Thread(target=self._work, name=f"{self.name}-worker-{len(self._threads)}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        """Worker thread: run jobs until the stop marker."""
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is _STOP:
+                return
+            function, args, future = job
+            try:
+                result, error = function(*args), None
+            except BaseException as exc:  # handed to the awaiting request, which answers 500
+                result, error = None, exc
+            self._complete(future, result, error)
+            del job, function, args, future, result, error
+
+    def _complete(self, future: "asyncio.Future[Any]", result: Any, error: Optional[BaseException]) -> None:
+        """From a worker: queue the outcome and wake the loop once for all outcomes queued meanwhile."""
+        with self._lock:
+            self._done.append((future, result, error))
+            if self._wakeScheduled:
+                return
+            self._wakeScheduled = True
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
-        finally:
+            future.get_loop().call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
+
+    def _deliver(self) -> None:
+        """On the event loop: complete the futures of every finished job."""
+        with self._lock:
+            done, self._done = self._done, []
+            self._wakeScheduled = False
+        for future, result, error in done:
             self.pending -= 1
+            if future.cancelled():
+                continue
+            if error is None:
+                future.set_result(result)
+            elif isinstance(error, StopIteration):
+                future.set_exception(RuntimeError(f"StopIteration raised by a method of {self.name}"))
+            else:
+                future.set_exception(error)
 
     def shutdown(self, wait: bool = False) -> None:
-        """Stop accepting work; queued calls that did not start are cancelled."""
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        """Stop the workers once their current call ends; queued calls that did not start are cancelled."""
+        self._shutdown = True
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                future = job[2]
+                loop = future.get_loop()
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(future.cancel)
+        for _ in self._threads:
+            self._jobs.put(_STOP)
+        if wait:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
