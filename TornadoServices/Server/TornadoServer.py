@@ -31,12 +31,22 @@ from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Core.DErrno import includeExtensionErrors
 from TornadoServices.Core.Encoding import encode
 from TornadoServices.Core.Logging import gLogger
-from TornadoServices.Core.ReturnValues import S_ERROR, isReturnStructure
+from TornadoServices.Core.ReturnValues import S_ERROR, S_OK, isReturnStructure
 from TornadoServices.Security import Locations, TLS
 from TornadoServices.Server.AuthManager import AuthManager
 from TornadoServices.Server.HandlerManager import HandlerInfo, HandlerManager, getExtensions
 from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines
+from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials
 from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
+from TornadoServices.Server.private.ForwardedChain import TrustedProxies, parseNetworks
+from TornadoServices.Server.private.Metrics import (
+    HealthHandler,
+    MetricsDirectory,
+    MetricsHandler,
+    ReadyHandler,
+    handshakeFailureReason,
+    workerState,
+)
 from TornadoServices.Server.private.Runtime import ComponentRuntime
 from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
 from TornadoServices.Server.private.Settings import ServerSettings
@@ -99,16 +109,24 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
     beyond that; up to there the client learns which limit it hit. Other requests pass straight through.
     """
 
-    __slots__ = ("_delegate", "_connection", "_limit", "_stats", "_refused")
+    __slots__ = ("_delegate", "_connection", "_limit", "_stats", "_refused", "_serverConn", "_owner")
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate, connection: Any, limit: int, stats: ServerStats) -> None:
+    def __init__(
+        self, delegate: httputil.HTTPMessageDelegate, connection: Any, limit: int, stats: ServerStats, serverConn: Any = None, owner: Any = None
+    ) -> None:
         self._delegate = delegate
         self._connection = connection
         self._limit = limit
         self._stats = stats
         self._refused = False
+        self._serverConn = serverConn
+        self._owner = owner
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
+        if self._serverConn is not None:
+            self._serverConn.tsBusy = True  # a request is being served: a drain lets it finish
+            if self._owner is not None and self._owner.draining:
+                self._connection._disconnect_on_finish = True  # answer, then close (Connection: close)
         size = len(start_line.method) + len(start_line.path) + len(start_line.version) + 4
         for name, value in headers.get_all():
             size += len(name) + len(value) + 4
@@ -143,14 +161,31 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
 
 
 class _ServiceHTTPServer(HTTPServer):
-    """Tornado's HTTPServer plus a connection limit, connection counters and the 431 answer."""
+    """Tornado's HTTPServer plus a connection limit, connection counters, the 431 answer and draining."""
 
     tsStats: ServerStats
     tsMaxConnections: int
     tsMaxHeaderSize: int
+    tsOwner: Any = None
 
-    def start_request(self, server_conn: object, request_conn: Any) -> httputil.HTTPMessageDelegate:
-        return _HeaderLimit(super().start_request(server_conn, request_conn), request_conn, self.tsMaxHeaderSize, self.tsStats)
+    def start_request(self, server_conn: Any, request_conn: Any) -> httputil.HTTPMessageDelegate:
+        # Called when a connection waits for its next request: the previous answer, if any, is complete.
+        server_conn.tsBusy = False
+        owner = self.tsOwner
+        if owner is not None and owner.draining:
+            asyncio.get_running_loop().call_soon(server_conn.stream.close)  # draining: no further request here
+        return _HeaderLimit(
+            super().start_request(server_conn, request_conn), request_conn, self.tsMaxHeaderSize, self.tsStats, server_conn, owner
+        )
+
+    def closeIdleConnections(self) -> int:
+        """Close the connections that are not serving a request (drain); return how many."""
+        closed = 0
+        for connection in list(self._connections):
+            if not getattr(connection, "tsBusy", False):
+                connection.stream.close()
+                closed += 1
+        return closed
 
     def handle_stream(self, stream: Any, address: tuple) -> None:
         stats = self.tsStats
@@ -164,10 +199,17 @@ class _ServiceHTTPServer(HTTPServer):
         super().handle_stream(stream, address)
 
     def _handshakeDone(self, future: "asyncio.Future[Any]") -> None:
-        if future.cancelled() or future.exception() is not None:
-            self.tsStats.handshakeFailures += 1
+        stats = self.tsStats
+        if future.cancelled():
+            reason = "cancelled"
         else:
-            self.tsStats.connectionsAccepted += 1
+            exc = future.exception()
+            if exc is None:
+                stats.connectionsAccepted += 1
+                return
+            reason = handshakeFailureReason(exc)
+        stats.handshakeFailures += 1
+        stats.handshakeFailureReasons[reason] += 1
 
     def on_close(self, server_conn: object) -> None:
         self.tsStats.openConnections -= 1
@@ -203,6 +245,11 @@ class TornadoServer:
         certFile: Optional[str] = None,
         keyFile: Optional[str] = None,
         caPath: Optional[str] = None,
+        metricsAuthorization: Optional[str] = None,
+        trustedProxies: Optional[Union[str, Iterable[str]]] = None,
+        trustedProxyCertHeader: Optional[str] = None,
+        trustedProxyChainHeader: Optional[str] = None,
+        trustedProxyVerifyHeader: Optional[str] = None,
     ) -> None:
         """Load the handlers of ``services`` (True = every https service of the CS, or a list of
         ``System/Component[:port]``) and resolve settings; raise TornadoServerError when something is wrong."""
@@ -230,7 +277,13 @@ class TornadoServer:
                 certFile=certFile,
                 keyFile=keyFile,
                 caPath=caPath,
+                metricsAuthorization=metricsAuthorization,
+                trustedProxies=trustedProxies,
+                trustedProxyCertHeader=trustedProxyCertHeader,
+                trustedProxyChainHeader=trustedProxyChainHeader,
+                trustedProxyVerifyHeader=trustedProxyVerifyHeader,
             )
+            networks = parseNetworks(self.settings.trustedProxies)
         except ValueError as exc:
             raise TornadoServerError(str(exc), "config") from None
         self.port = PathFinder.getTornadoPort() if port is None else int(port)
@@ -247,6 +300,15 @@ class TornadoServer:
         self._started = False
         self._stopped = False
         self._hostname = ""
+        self._sockets: dict[int, list[socket.socket]] = {}
+        self._snapshotter: Optional[PeriodicCallback] = None
+        #: True once every service is initialised and the ports serve (``/readyz``)
+        self.ready = False
+        #: True from the start of a stop (SIGTERM): no new connections, new calls get 503, ``/readyz`` 503
+        self.draining = False
+        #: worker number and shared metrics directory when run by the multi-process supervisor
+        self.workerIndex: Optional[int] = None
+        self.metricsDirectory: Optional[str] = None
 
         includeExtensionErrors(getExtensions())
         self._handlerManager = HandlerManager(services)
@@ -261,6 +323,17 @@ class TornadoServer:
                 "services",
             )
         self._certFile, self._keyFile, self._caPath = self._locateCredentials()
+        self.trustedProxies = TrustedProxies(
+            networks,
+            self._caPath,
+            self.settings.crlCheck,
+            certHeader=self.settings.trustedProxyCertHeader,
+            chainHeader=self.settings.trustedProxyChainHeader,
+            verifyHeader=self.settings.trustedProxyVerifyHeader,
+            stats=self.stats,
+        )
+        if networks:
+            self.log.always("Trusted front ends", f"{', '.join(map(str, networks))} may forward client certificates in {self.settings.trustedProxyCertHeader}")
 
     # ---- credentials and TLS ---------------------------------------------------------------------------
     def _locateCredentials(self) -> tuple[str, str, str]:
@@ -371,20 +444,21 @@ class TornadoServer:
             raise TornadoServerError(f"{name}: initializeHandler failed: {result['Message']}", "handler")
         return runtime
 
-    def start(self) -> None:
-        """Bind the ports and initialise every service; the caller runs the event loop (call it on that loop's thread)."""
-        if self._started:
-            return
-        settings = self.settings
-        sslContext = self._makeSSLContext()
+    def _servicesByPort(self) -> dict[int, list[HandlerInfo]]:
         byPort: dict[int, list[HandlerInfo]] = {}
         for info in self.handlers.values():
             byPort.setdefault(self.port if info.port is None else info.port, []).append(info)
+        return byPort
+
+    def bindSockets(self) -> dict[int, list[socket.socket]]:
+        """Bind every port now (idempotent). A supervisor binds before forking so that its workers share them."""
+        if self._sockets:
+            return self._sockets
         sockets: dict[int, list[socket.socket]] = {}
         try:
-            for port in byPort:
+            for port in self._servicesByPort():
                 try:
-                    sockets[port] = bind_sockets(port, address=settings.address or None)
+                    sockets[port] = bind_sockets(port, address=self.settings.address or None)
                 except OSError as exc:
                     if exc.errno == errno.EADDRINUSE:
                         raise TornadoServerError(
@@ -393,6 +467,30 @@ class TornadoServer:
                         ) from None
                     raise TornadoServerError(f"Cannot listen on port {port}: {exc}", "port") from None
                 self.boundPorts[port] = sockets[port][0].getsockname()[1]
+        except BaseException:
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            raise
+        self._sockets = sockets
+        return sockets
+
+    def closeSockets(self) -> None:
+        """Close this process's copy of the listening sockets (a supervisor stopping its workers)."""
+        for socks in self._sockets.values():
+            for sock in socks:
+                sock.close()
+
+    def start(self) -> None:
+        """Bind the ports and initialise every service; the caller runs the event loop (call it on that loop's thread)."""
+        if self._started:
+            return
+        settings = self.settings
+        sslContext = self._makeSSLContext()
+        byPort = self._servicesByPort()
+        sockets: dict[int, list[socket.socket]] = {}
+        try:
+            sockets = self.bindSockets()
             for port, infos in byPort.items():
                 actual = self.boundPorts[port]
                 for info in infos:
@@ -405,8 +503,11 @@ class TornadoServer:
             for runtime in self._runtimes.values():
                 runtime.executor.shutdown()
             raise
+        for runtime in self._runtimes.values():
+            runtime.trustedProxies = self.trustedProxies
+        probes = [(path, handler, {"server": self}) for path, handler in (("/healthz", HealthHandler), ("/readyz", ReadyHandler), ("/metrics", MetricsHandler))]
         for port, infos in byPort.items():
-            routes = [(f"/{info.name}", info.handlerClass) for info in infos]
+            routes: list[Any] = probes + [(f"/{info.name}", info.handlerClass) for info in infos]
             application = tornado.web.Application(
                 routes,
                 default_handler_class=_NotFoundHandler,
@@ -426,6 +527,7 @@ class TornadoServer:
             server.tsStats = self.stats
             server.tsMaxConnections = settings.maxConnections
             server.tsMaxHeaderSize = settings.maxHeaderSize
+            server.tsOwner = self
             server.add_sockets(sockets[port])
             self._httpServers.append(server)
             names = ", ".join(info.name for info in infos)
@@ -433,7 +535,46 @@ class TornadoServer:
         shortest = min(settings.bodyTimeout or 60.0, settings.uploadTimeout or 60.0)
         self._sweeper = PeriodicCallback(self._sweepBodies, max(20.0, min(1000.0, shortest * 250.0)))
         self._sweeper.start()
+        if self.metricsDirectory is not None:
+            self._snapshotter = PeriodicCallback(self._writeSnapshot, 1000.0)
+            self._snapshotter.start()
         self._started = True
+        self.ready = True
+
+    def _writeSnapshot(self) -> None:
+        """Publish this worker's counters for the /metrics answers of its siblings."""
+        try:
+            MetricsDirectory(self.metricsDirectory).write(workerState(self))  # type: ignore[arg-type]
+        except OSError as exc:
+            self.log.verbose("Cannot write the metrics snapshot", str(exc))
+
+    @property
+    def runtimes(self) -> dict[str, ComponentRuntime]:
+        """Per-service runtime state (method tables, thread pools), keyed by ``System/Component``."""
+        return self._runtimes
+
+    def requestCredentials(self, request: Any) -> ConnectionCredentials:
+        """Credentials of a request: the TLS connection's, or a chain forwarded by a trusted front end."""
+        connection = getConnectionCredentials(request.connection.stream)
+        return self.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
+
+    def reloadCredentials(self) -> dict[str, Any]:
+        """Re-read the host certificate, CA directory and CRLs for new connections (SIGHUP); the port stays open.
+
+        Open connections keep the TLS session they made. When the new files cannot be used, the error is
+        logged and the server goes on with the previous ones.
+        """
+        self.log.always("Reloading", f"host certificate {self._certFile}, CA location {self._caPath}")
+        try:
+            context = self._makeSSLContext()
+        except TornadoServerError as exc:
+            self.log.error("Reload failed, keeping the previous certificate and CAs", str(exc))
+            return S_ERROR(str(exc))
+        for server in self._httpServers:
+            server.ssl_options = context
+        self.trustedProxies.reload()
+        self.log.always("Reloaded", "new TLS connections use the new host certificate, CAs and CRLs")
+        return S_OK()
 
     def _sweepBodies(self) -> None:
         """Close the connections of requests whose body is late (see BodyDeadlines)."""
@@ -444,11 +585,15 @@ class TornadoServer:
         """The main port once bound (useful with port 0)."""
         return self.boundPorts.get(self.port, self.port)
 
-    def startTornado(self, handleSignals: bool = False) -> None:
-        """Start and serve until :meth:`stop` is called; with ``handleSignals`` SIGINT/SIGTERM stop cleanly."""
-        asyncio.run(self._serve(handleSignals=handleSignals))
+    def startTornado(self, handleSignals: bool = False, onReady: Optional[Any] = None) -> None:
+        """Start and serve until :meth:`stop` is called.
 
-    async def _serve(self, ready: Optional[threading.Event] = None, handleSignals: bool = False) -> None:
+        With ``handleSignals``, SIGINT/SIGTERM drain and stop, SIGHUP reloads the host certificate, CAs and
+        CRLs (:meth:`reloadCredentials`). ``onReady()`` is called on the event loop once the services serve.
+        """
+        asyncio.run(self._serve(handleSignals=handleSignals, onReady=onReady))
+
+    async def _serve(self, ready: Optional[threading.Event] = None, handleSignals: bool = False, onReady: Optional[Any] = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopEvent = asyncio.Event()
         try:
@@ -459,6 +604,9 @@ class TornadoServer:
         if handleSignals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(signum, self._onSignal, signum)
+            self._loop.add_signal_handler(signal.SIGHUP, self.reloadCredentials)
+        if onReady is not None:
+            onReady()
         if self._stopped:
             self._stopEvent.set()
         await self._stopEvent.wait()
@@ -513,13 +661,21 @@ class TornadoServer:
             self._thread.join(timeout if timeout is not None else self.settings.shutdownTimeout + 10)
 
     async def _shutdown(self) -> None:
+        """Drain: stop listening, close idle connections, let running calls finish (ShutdownTimeout), close."""
+        self.draining = True
+        for runtime in self._runtimes.values():
+            runtime.draining = True
         if self._sweeper is not None:
             self._sweeper.stop()
         for server in self._httpServers:
             server.stop()
+        idle = sum(server.closeIdleConnections() for server in self._httpServers)
+        self.log.always("Draining", f"{self.stats.inFlight} calls running, {idle} idle connections closed; waiting up to {self.settings.shutdownTimeout:g} s")
         deadline = asyncio.get_running_loop().time() + self.settings.shutdownTimeout
         while self.stats.inFlight > 0 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+        if self.stats.inFlight > 0:
+            self.log.warn("Drain timeout", f"{self.stats.inFlight} calls still running after ShutdownTimeout = {self.settings.shutdownTimeout:g} s are cut")
         for server in self._httpServers:
             try:
                 await asyncio.wait_for(server.close_all_connections(), timeout=5)
@@ -527,4 +683,8 @@ class TornadoServer:
                 pass
         for runtime in self._runtimes.values():
             runtime.executor.shutdown(wait=False)
+        self.ready = False
+        if self._snapshotter is not None:
+            self._snapshotter.stop()
+            self._writeSnapshot()
         self.log.always("Stopped", f"served {self.stats.requests} requests")

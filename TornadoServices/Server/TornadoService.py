@@ -39,6 +39,7 @@ from TornadoServices.Server.private.Dispatcher import (
     isRawContentRequested,
     stripCallStacks,
 )
+from TornadoServices.Server.private.ForwardedChain import ForwardedRefusal
 from TornadoServices.Server.private.ServiceExecutor import ServiceOverloaded
 
 __all__ = ["TornadoService", "authorization"]
@@ -153,11 +154,17 @@ class TornadoService(RequestHandler):
         runtime = self._runtime
         request = self.request
         try:
+            if runtime.draining:
+                raise _RequestFailed(503, S_ERROR("The server is shutting down: this call was not executed; send it again (to another server)"))
             connection = getConnectionCredentials(request.connection.stream)
+            if runtime.trustedProxies is not None:
+                connection = runtime.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
             self._connectionCredentials = connection
             if connection.error is not None:
+                runtime.stats.authFailures[_authFailureReason(connection)] += 1
                 raise _RequestFailed(401, connection.error)
             if time.time() >= connection.expiresAt:
+                runtime.stats.authFailures["certificate expired"] += 1
                 raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
             contentType = request.headers.get("Content-Type", "")
             if contentType.startswith(_OCTET):
@@ -318,6 +325,7 @@ class TornadoService(RequestHandler):
         creds["secondsLeft"] = max(0, int(connection.expiresAt - time.time()))
         self._credDict = creds
         if not allowed:
+            runtime.stats.authFailures["not authorized"] += 1
             formatted = self.srv_getFormattedRemoteCredentials()
             runtime.log.warn("Unauthorized query", f"{formatted} {runtime.name}.{methodName} ({creds.get('DN')})")
             raise _RequestFailed(
@@ -561,9 +569,12 @@ class TornadoService(RequestHandler):
         status = 499 if closed else self._status_code
         stats.requests += 1
         stats.requestsByStatus[status] += 1
+        method = self._methodName
+        seconds = self.request.request_time()
+        stats.recordCall(runtime.name, method if method in runtime.methods else "unknown", status, seconds)
         logger = runtime.pyLogger
         if logger.isEnabledFor(_LOG_INFO):
-            milliseconds = 1000.0 * self.request.request_time()
+            milliseconds = 1000.0 * seconds
             outcome = "OK" if self._resultOK else "ERROR"
             method = self._methodName or "?"
             line = f"Returning response {self.srv_getFormattedRemoteCredentials()} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
@@ -713,6 +724,15 @@ def _encodeAnswer(result: Any) -> str:
     if '"CallStack"' in body or '"ExecInfo"' in body:
         return encode(stripCallStacks(result))
     return body
+
+
+def _authFailureReason(connection: ConnectionCredentials) -> str:
+    """Label of a 401 for the metrics: no certificate, a refused forwarded chain, or an unreadable one."""
+    if isinstance(connection, ForwardedRefusal):
+        return "forwarded chain rejected"
+    if (connection.error or {}).get("Errno") == DErrno.ECERTFIND:
+        return "no certificate"
+    return "unreadable certificate chain"
 
 
 def _isStreamableOK(result: dict[str, Any]) -> bool:

@@ -17,6 +17,11 @@ __all__ = ["ComponentRuntime"]
 class ComponentRuntime:
     """What a service's requests need: method table, rules, worker pool, limits, logger and counters."""
 
+    #: TrustedProxies of the server (forwarded client chains from TLS-terminating front ends), set at start
+    trustedProxies: Any = None
+    #: True once the server drains before stopping: new calls are refused with 503
+    draining = False
+
     def __init__(
         self,
         name: str,
