@@ -9,6 +9,10 @@ A master needs ``/DIRAC/Configuration/Name`` (the data lives in ``<rootPath>/etc
 ``$DIRAC``); a slave needs ``/DIRAC/Configuration/MasterServer`` (or ``Servers``) and publishes the URL set
 in ``/Systems/Configuration/Services/Server/URL`` (local configuration), else
 ``https://<Hostname or FQDN>:<port>/Configuration/Server``.
+
+Signals as for ``tornado-start-all``: SIGTERM/SIGINT drain and stop, SIGHUP reloads the host certificate, CA
+directory and CRLs. ``--pid-file`` as there too. There is no ``--processes``: a master holds the one
+writable copy of the configuration and serialises commits, and a slave's state lives in its process.
 """
 from __future__ import annotations
 
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"port to listen on (default: the service's Port option, else {DEFAULT_PORT})",
     )
+    parser.add_argument(
+        "--pid-file",
+        dest="pidFile",
+        default=None,
+        metavar="PATH",
+        help="write this process's pid to PATH, removed on exit; refuse to start if PATH names a running process",
+    )
     _setDefaults()
     args = parseCommandLine(parser, argv)
     log = gLogger.getSubLogger("Tornado-CS")
@@ -65,16 +76,23 @@ def main(argv: list[str] | None = None) -> int:
         gConfig.setOptionValue(f"{section}/Port", args.port)
     log.always("Starting the configuration service", f"{'master' if isMaster else 'slave'} on port {port}")
 
+    from TornadoServices.Server.private.Supervisor import PidFile, PidFileError
     from TornadoServices.Server.TornadoServer import TornadoServer, TornadoServerError
 
+    pidFile = PidFile(args.pidFile) if args.pidFile else None
     try:
+        if pidFile is not None:
+            pidFile.acquire()
         server = TornadoServer(services=[SERVICE], port=port)
         server.startTornado(handleSignals=True)
-    except TornadoServerError as exc:
+    except (TornadoServerError, PidFileError) as exc:
         log.fatal("Cannot start the configuration service", str(exc))
         return 1
     except KeyboardInterrupt:
         return 0
+    finally:
+        if pidFile is not None:
+            pidFile.release()
     return 0
 
 
