@@ -577,11 +577,15 @@ class TornadoService(RequestHandler):
             milliseconds = 1000.0 * seconds
             outcome = "OK" if self._resultOK else "ERROR"
             method = self._methodName or "?"
-            line = f"Returning response {self.srv_getFormattedRemoteCredentials()} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
+            creds = self._credDict
+            if creds is None:
+                who = "[visitor:anonymous]"
+            else:
+                who = f"[{creds.get('group') or 'visitor'}:{creds.get('username') or 'anonymous'}]"
+            line = f"Returning response {self._peer()}{who} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
             if self._errorMessage:
                 line = f"{line}: {self._errorMessage[:_MESSAGE_IN_LOG]}"
-            # A record made here skips the caller lookup of logging: this line is written for every request.
-            record = logger.makeRecord(logger.name, _LOG_INFO, __file__, 0, line, None, None)
+            record = runtime.accessRecords.make(line)  # this line is written for every request: see AccessLog
             record.service = runtime.name  # extra fields of JSON log lines
             record.method = method
             record.status = status
@@ -648,15 +652,25 @@ class TornadoService(RequestHandler):
 
     srv_getRemoteAddress = getRemoteAddress
 
+    def _peer(self) -> str:
+        """``(ip:port)`` of the caller, formatted once per TCP connection."""
+        stream = self.request.connection.stream
+        peer = getattr(stream, "_tornadoServicesPeer", None)
+        if peer is None:
+            ip, port = self.getRemoteAddress()
+            peer = f"([{ip}]:{port})" if ":" in ip else f"({ip}:{port})"
+            try:
+                stream._tornadoServicesPeer = peer
+            except AttributeError:
+                pass
+        return peer
+
     def srv_getFormattedRemoteCredentials(self) -> str:
         """``(ip:port)[group:username]`` as DIRAC's logs show the caller."""
-        ip, port = self.getRemoteAddress()
-        if ":" in ip:
-            ip = f"[{ip}]"
         creds = self._credDict
         if creds is None:
-            return f"({ip}:{port})[visitor:anonymous]"
-        return f"({ip}:{port})[{creds.get('group') or 'visitor'}:{creds.get('username') or 'anonymous'}]"
+            return f"{self._peer()}[visitor:anonymous]"
+        return f"{self._peer()}[{creds.get('group') or 'visitor'}:{creds.get('username') or 'anonymous'}]"
 
     @classmethod
     def srv_getCSOption(cls, optionName: str, defaultValue: Any = False) -> Any:

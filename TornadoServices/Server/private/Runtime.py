@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from TornadoServices.Server.AuthManager import AuthManager
+from TornadoServices.Server.private.AccessLog import AccessRecordFactory
 from TornadoServices.Server.private.Dispatcher import MethodInfo
 from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
 from TornadoServices.Server.private.Settings import ServerSettings
@@ -51,6 +52,8 @@ class ComponentRuntime:
         self.stats = stats
         self.log = log
         self.pyLogger = log.logger
+        #: records of the per-request access line (see AccessLog)
+        self.accessRecords = AccessRecordFactory(log.logger)
         self.uploadMethods = uploadMethods
         self.hasInitializeRequest = hasInitializeRequest
         #: server-wide BodyDeadlines (slow bodies are cut by one periodic sweep)
