@@ -100,6 +100,8 @@ def _quietAccessLog(handler: tornado.web.RequestHandler) -> None:
 
 #: Tornado's own header limit is set this much above ours, so that we answer 431 (Tornado would just close)
 HEADER_SIZE_SLACK = 64 * 1024
+#: File descriptors kept for everything but client connections (listening sockets, logs, pipes, handler files)
+FD_RESERVE = 64
 
 
 class _HeaderLimit(httputil.HTTPMessageDelegate):
@@ -505,6 +507,7 @@ class TornadoServer:
             raise
         for runtime in self._runtimes.values():
             runtime.trustedProxies = self.trustedProxies
+        maxConnections = self._fitConnectionsToFileLimit(len(byPort))
         probes = [(path, handler, {"server": self}) for path, handler in (("/healthz", HealthHandler), ("/readyz", ReadyHandler), ("/metrics", MetricsHandler))]
         for port, infos in byPort.items():
             routes: list[Any] = probes + [(f"/{info.name}", info.handlerClass) for info in infos]
@@ -525,7 +528,7 @@ class TornadoServer:
                 body_timeout=None,  # set per request by TornadoService when a body is still to come
             )
             server.tsStats = self.stats
-            server.tsMaxConnections = settings.maxConnections
+            server.tsMaxConnections = maxConnections
             server.tsMaxHeaderSize = settings.maxHeaderSize
             server.tsOwner = self
             server.add_sockets(sockets[port])
@@ -540,6 +543,39 @@ class TornadoServer:
             self._snapshotter.start()
         self._started = True
         self.ready = True
+
+    def _fitConnectionsToFileLimit(self, ports: int) -> int:
+        """MaxConnections per port, lowered if the open-file limit cannot hold them.
+
+        An accept() failing with EMFILE makes Tornado's accept handler fail again at every loop turn (the
+        listening socket stays readable), so the limit must be met before: the soft limit is raised towards
+        the hard one, and when that is not enough MaxConnections is lowered, with a warning.
+        """
+        wanted = self.settings.maxConnections
+        try:
+            import resource
+
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        except (ImportError, OSError, ValueError):
+            return wanted
+        unlimited = resource.RLIM_INFINITY
+        needed = wanted * ports + FD_RESERVE
+        if soft != unlimited and needed > soft:
+            target = needed if hard == unlimited else min(hard, needed)
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (OSError, ValueError):
+                pass
+        if soft == unlimited or needed <= soft:
+            return wanted
+        capped = max(1, (soft - FD_RESERVE) // ports)
+        self.log.warn(
+            "MaxConnections lowered",
+            f"to {capped} per port: this process may open {soft} files (ulimit -n; hard limit {hard}), "
+            f"too few for /Systems/Tornado/MaxConnections = {wanted}; raise the limit to serve more",
+        )
+        return capped
 
     def _writeSnapshot(self) -> None:
         """Publish this worker's counters for the /metrics answers of its siblings."""
