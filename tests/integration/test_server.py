@@ -130,6 +130,15 @@ def test_sync_and_async_methods(running_server):
     assert _ok(running_server.post("asyncSleep", 0)) == 0
 
 
+def test_plain_methods_run_in_workers_unless_non_blocking(running_server):
+    value = _ok(running_server.post("multiply", 6, 7))
+    assert value["product"] == 42
+    assert value["thread"] == "TornadoServer"  # the event loop thread of the test server
+    table = running_server.handlerClass()._runtime.methods
+    assert table["multiply"].inline is True
+    assert table["add"].inline is False and table["add"].isCoroutine is False
+
+
 def test_application_error_is_200_with_s_error(running_server):
     response = running_server.post("fail", "boom")
     assert response.status_code == 200

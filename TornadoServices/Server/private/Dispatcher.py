@@ -29,12 +29,14 @@ _FALSE_WORDS = frozenset(("false", "0", "no", "none", "off"))
 class MethodInfo:
     """What the dispatcher knows about one exported method (built once per handler class)."""
 
-    __slots__ = ("name", "function", "isCoroutine", "typesList", "minArgs", "maxArgs", "hasTypes", "stripResult")
+    __slots__ = ("name", "function", "isCoroutine", "inline", "typesList", "minArgs", "maxArgs", "hasTypes", "stripResult")
 
     def __init__(self, name: str, function: Callable[..., Any], typesList: Any) -> None:
         self.name = name
         self.function = function
         self.isCoroutine = inspect.iscoroutinefunction(function)
+        #: a plain function declared @nonBlocking: called on the event loop, without the worker-thread hop
+        self.inline = not self.isCoroutine and bool(getattr(function, "nonBlocking", False))
         self.hasTypes = typesList is not None
         self.typesList = tuple(typesList) if typesList is not None else ()
         self.minArgs, self.maxArgs = _argumentCounts(function)
@@ -42,7 +44,7 @@ class MethodInfo:
         self.stripResult = not getattr(function, "serverBuiltResult", False)
 
     def __repr__(self) -> str:
-        kind = "async" if self.isCoroutine else "sync"
+        kind = "async" if self.isCoroutine else "inline" if self.inline else "sync"
         return f"<MethodInfo {self.name} {kind} args={self.minArgs}..{self.maxArgs}>"
 
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any, BinaryIO, Iterator
 
 from TornadoServices import S_ERROR, S_OK
-from TornadoServices.Server.TornadoService import TornadoService
+from TornadoServices.Server.TornadoService import TornadoService, nonBlocking
 
 _CHUNK = 64 * 1024
 
@@ -32,6 +32,14 @@ class DummyHandler(TornadoService):
     def export_add(self, a: int, b: int) -> dict[str, Any]:
         """Sum of two integers (sync, thread pool)."""
         return S_OK(a + b)
+
+    auth_multiply = ["authenticated"]
+    types_multiply = [int, int]
+
+    @nonBlocking
+    def export_multiply(self, a: int, b: int) -> dict[str, Any]:
+        """Product of two integers: a plain function declared @nonBlocking, so it runs on the event loop."""
+        return S_OK({"product": a * b, "thread": threading.current_thread().name})
 
     auth_asyncEcho = ["authenticated"]
 
