@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Optional
+from urllib.parse import parse_qsl
 
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler, stream_request_body
@@ -46,6 +47,7 @@ __all__ = ["TornadoService", "authorization", "nonBlocking"]
 
 _JSON = "application/json"
 _OCTET = "application/octet-stream"
+_FORM = "application/x-www-form-urlencoded"
 _STREAM_CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
 #: Tornado's own body limit is set this much above ours, so that we answer 413 (Tornado would answer a bare 400)
@@ -68,6 +70,18 @@ def _readBootTime() -> Optional[float]:
 
 
 _BOOT_TIME = _readBootTime()
+_loadCache: list[Any] = [0.0, None]  # [valid until, "1m 5m 15m"]
+
+
+def _loadAverage(now: float) -> Optional[str]:
+    """``/proc/loadavg``'s first three fields, read at most once a second (the kernel updates them every 5 s)."""
+    if now >= _loadCache[0]:
+        try:
+            _loadCache[1] = "%.2f %.2f %.2f" % os.getloadavg()
+        except OSError:
+            _loadCache[1] = None
+        _loadCache[0] = now + 1.0
+    return _loadCache[1]
 
 
 def nonBlocking(function):
@@ -139,6 +153,7 @@ class TornadoService(RequestHandler):
     _bodySize = 0
     _bodyLimit = 0
     _chunks: Optional[list[bytes]] = None
+    _contentType = ""
     _clientVO: Optional[str] = None
     _clientSetup: Optional[str] = None
 
@@ -177,7 +192,7 @@ class TornadoService(RequestHandler):
             if time.time() >= connection.expiresAt:
                 runtime.stats.authFailures["certificate expired"] += 1
                 raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
-            contentType = request.headers.get("Content-Type", "")
+            contentType = self._contentType = request.headers.get("Content-Type", "")
             if contentType.startswith(_OCTET):
                 self._prepareUpload(runtime)
             else:
@@ -276,14 +291,23 @@ class TornadoService(RequestHandler):
         self._chunks = None
         if not body:
             return {}
+        contentType = getattr(self, "_contentType", "") or self.request.headers.get("Content-Type", "")
+        if contentType.startswith(_FORM):
+            # What DIRAC's clients send: parsed straight to str (the last value of a repeated field wins,
+            # as Tornado's get_argument does).
+            try:
+                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise _RequestFailed(400, S_ERROR(f"Form field is not valid UTF-8: {exc}")) from None
+            return {name: value.strip() for name, value in pairs}
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[Any]] = {}
         try:
-            httputil.parse_body_arguments(self.request.headers.get("Content-Type", ""), body, arguments, files, self.request.headers)
+            httputil.parse_body_arguments(contentType, body, arguments, files, self.request.headers)
         except httputil.HTTPInputError as exc:
             raise _RequestFailed(400, S_ERROR(f"Malformed request body: {exc}")) from None
         try:
-            fields = {name: values[0].decode("utf-8").strip() for name, values in arguments.items() if values}
+            fields = {name: values[-1].decode("utf-8").strip() for name, values in arguments.items() if values}
         except UnicodeDecodeError as exc:
             raise _RequestFailed(400, S_ERROR(f"Form field is not valid UTF-8: {exc}")) from None
         for name, values in files.items():  # multipart parts with a filename: take their content too
@@ -623,10 +647,9 @@ class TornadoService(RequestHandler):
             info["host uptime"] = int(now - _BOOT_TIME)
         info["service start time"] = runtime.startTime
         info["service uptime"] = int(now - runtime.startTimestamp)
-        try:
-            info["load"] = "%.2f %.2f %.2f" % os.getloadavg()
-        except OSError:
-            pass
+        load = _loadAverage(now)
+        if load is not None:
+            info["load"] = load
         info["name"] = runtime.name
         info["URL"] = runtime.url
         times = os.times()
