@@ -11,7 +11,7 @@ import requests
 
 from TornadoServices.Core.Encoding import decode, encode
 
-from conftest import RunningServer, loadCS, makeServerCFG
+from tests.conftest import RunningServer, loadCS, makeServerCFG
 
 
 def _waitFor(predicate, what: str, timeout: float = 30.0) -> None:

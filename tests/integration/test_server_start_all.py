@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO_ROOT, makeServerCFG
+from tests.conftest import REPO_ROOT, makeServerCFG
 
 LISTENING = re.compile(r"Listening on https://\S+:(\d+) ")
 

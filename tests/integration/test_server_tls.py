@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from conftest import RunningServer, loadCS, makeServerCFG
+from tests.conftest import RunningServer, loadCS, makeServerCFG
 from TornadoServices.Core.Encoding import decode
 
 

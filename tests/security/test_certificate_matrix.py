@@ -20,7 +20,7 @@ from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import decode
 from TornadoServices.Security import DevPKI
 
-from conftest import PROBE, formRequest, handshakeRefusalLogged, responseBody, startServer, tlsAttempt, waitFor
+from tests.security.conftest import PROBE, formRequest, handshakeRefusalLogged, responseBody, startServer, tlsAttempt, waitFor
 
 VERSIONS = {"TLSv1.3": ssl.TLSVersion.TLSv1_3, "TLSv1.2": ssl.TLSVersion.TLSv1_2}
 

@@ -15,7 +15,7 @@ import requests
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Core.Encoding import decode, encode
 
-from conftest import CROWD, NEAR_MISS_CERT_CN, NEAR_MISS_DNS, PROBE, runThreads, startServer, waitFor
+from tests.security.conftest import CROWD, NEAR_MISS_CERT_CN, NEAR_MISS_DNS, PROBE, runThreads, startServer, waitFor
 
 
 def _answer(response) -> dict:

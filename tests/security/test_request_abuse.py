@@ -22,7 +22,7 @@ import requests
 
 from TornadoServices.Core.Encoding import decode
 
-from conftest import PROBE, formRequest, handshakeRefusalLogged, responseBody, startServer, tlsAttempt, waitFor
+from tests.security.conftest import PROBE, formRequest, handshakeRefusalLogged, responseBody, startServer, tlsAttempt, waitFor
 
 MAX_HEADER = 8192
 MAX_BODY = 512 * 1024

@@ -13,7 +13,7 @@ import pytest
 
 from TornadoServices.Security.TLS import makeClientContext
 
-from conftest import handshakeRefusalLogged, startServer, tlsAttempt, waitFor
+from tests.security.conftest import handshakeRefusalLogged, startServer, tlsAttempt, waitFor
 
 
 def _serverWith(secpki, secCFG, name: str):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import loadCS
+from tests.conftest import loadCS
 from TornadoServices.Server.HandlerManager import HandlerManager, getExtensions
 from TornadoServices.Server.TornadoService import TornadoService
 
