@@ -70,6 +70,8 @@ class FaultPKI:
     revokedCert: str
     revokedKey: str
     revokedProxy: str
+    foreignCert: str
+    foreignKey: str
     foreignProxy: str
     foreignCAFile: str
     hostPEM: str  # host certificate and key in one file (HAProxy's crt)
@@ -91,6 +93,8 @@ def makeFaultPKI(directory: Path) -> FaultPKI:
     revokedProxy = DevPKI.makeProxy(revoked, group="dirac_user").writeProxyFile(str(directory / "revokedproxy.pem"))
     foreign = DevPKI.CertificateAuthority("/DC=org/DC=elsewhere/CN=Elsewhere CA")
     foreignUser = foreign.issueUser("devuser")
+    foreignCert, foreignKey = str(directory / "foreigncert.pem"), str(directory / "foreignkey.pem")
+    foreignUser.writeCertAndKey(foreignCert, foreignKey, force=True)
     foreignProxy = DevPKI.makeProxy(foreignUser, group="dirac_user").writeProxyFile(str(directory / "foreignproxy.pem"))
     foreignCAFile = directory / "foreignca.pem"
     foreignCAFile.write_bytes(foreign.certPEM())
@@ -99,7 +103,9 @@ def makeFaultPKI(directory: Path) -> FaultPKI:
     os.chmod(hostPEM, 0o600)
     bundle = directory / "frontendca.pem"
     bundle.write_bytes(base.ca.certPEM() + foreign.certPEM())
-    return FaultPKI(base, revokedCert, revokedKey, revokedProxy, foreignProxy, str(foreignCAFile), str(hostPEM), str(bundle))
+    return FaultPKI(
+        base, revokedCert, revokedKey, revokedProxy, foreignCert, foreignKey, foreignProxy, str(foreignCAFile), str(hostPEM), str(bundle)
+    )
 
 
 def faultCFG(journal: str, tornado: Optional[dict[str, Any]] = None) -> str:
@@ -274,7 +280,6 @@ class HAProxy(Process):
         cfg = directory / f"{name}.cfg"
         cfg.write_text(config)
         env = dict(os.environ)
-        env["OPENSSL_ALLOW_PROXY_CERTS"] = "1"  # OpenSSL's switch for RFC 3820 proxies in programs that do not set the flag
         check = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True, env=env)
         assert check.returncode == 0, f"invalid HAProxy configuration:\n{check.stdout}{check.stderr}\n{config}"
         super().__init__([HAPROXY, "-db", "-f", str(cfg)], directory / f"{name}.log", env)
@@ -315,6 +320,9 @@ def terminatingConfig(port: int, backend: int, pki: FaultPKI) -> str:
 
     Its CA file also trusts a foreign CA and it loads no CRL: the server must refuse what it would not accept
     itself. No session cache and no tickets, so every connection shows HAProxy the whole client chain.
+    HAProxy does not accept RFC 3820 proxies (it never sets OpenSSL's ALLOW_PROXY_CERTS flag, OpenSSL 3 has
+    no environment switch for it, and ``crt-ignore-err``/``ca-ignore-err`` did not get HAProxy 2.6 to accept
+    them): clients of such a front end present end-entity certificates.
     """
     return f"""
 global
@@ -344,10 +352,12 @@ backend server
 
 # ---------------------------------------------------------------------------------------------------------
 # raw TLS requests
-def clientContext(pki: Any, cert: Optional[str] = None) -> ssl.SSLContext:
+def clientContext(pki: Any, cert: Any = None) -> ssl.SSLContext:
+    """Client context trusting the test CA; ``cert`` is a proxy file or a (certificate, key) pair."""
     from TornadoServices.Security import TLS
 
-    context = TLS.makeClientContext(pki.caFile, certFile=cert)
+    certFile, keyFile = cert if isinstance(cert, tuple) else (cert, None)
+    context = TLS.makeClientContext(pki.caFile, certFile=certFile, keyFile=keyFile)
     context.check_hostname = False  # tests connect to 127.0.0.1 and 127.0.0.2 alike
     return context
 
