@@ -6,6 +6,7 @@
     ``launch(tornado={...}, args=[...], extra="", port=0)`` starts ``tornado-start-all`` in its own process
     group with the shared test configuration, the ``Faults/Probe`` service and ``/Systems/Tornado`` options;
     every process started is killed (as a group) after the test. ``server.journal`` is the call journal.
+    ``prefix`` runs the server through a wrapper command (``sh -c 'ulimit -n 160 && exec "$0" "$@"'``).
 ``haproxy`` (function)
     ``haproxy(configText)`` starts HAProxy (skips the test when it is not installed).
 ``faultenv`` (function)
@@ -44,13 +45,14 @@ def launch(tmp_path: Path, faultpki: faultkit.FaultPKI):
         port: int = 0,
         journal: Optional[str] = None,
         wait: bool = True,
+        prefix: list[str] = (),  # type: ignore[assignment]
     ) -> faultkit.ServerProcess:
         index = len(started)
         journal = journal or str(tmp_path / f"journal{index}.txt")
         cfg = tmp_path / f"faults{index}.cfg"
         cfg.write_text(faultkit.faultCFG(journal, tornado) + extra)
         server = faultkit.ServerProcess(
-            [str(base), str(cfg)], tmp_path / f"server{index}.log", faultkit.serverEnv(tmp_path), ["--port", str(port), *args]
+            [str(base), str(cfg)], tmp_path / f"server{index}.log", faultkit.serverEnv(tmp_path), ["--port", str(port), *args], prefix
         )
         server.journal = journal  # type: ignore[attr-defined]
         started.append(server)

@@ -219,8 +219,8 @@ class Process:
 class ServerProcess(Process):
     """``tornado-start-all`` with the fault configuration."""
 
-    def __init__(self, cfgFiles: list[str], logPath: Path, env: dict[str, str], args: list[str] = ()) -> None:  # type: ignore[assignment]
-        argv = [sys.executable, "-m", "TornadoServices.scripts.tornado_start_all"]
+    def __init__(self, cfgFiles: list[str], logPath: Path, env: dict[str, str], args: list[str] = (), prefix: list[str] = ()) -> None:  # type: ignore[assignment]
+        argv = [*prefix, sys.executable, "-m", "TornadoServices.scripts.tornado_start_all"]
         for cfg in cfgFiles:
             argv += ["--cfg", cfg]
         super().__init__(argv + list(args), logPath, env)
