@@ -36,5 +36,10 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run
 
+# A few minutes of mixed load on a multi-process server: calls, errors and memory over time (not part of `make test`).
+SOAK_ARGS ?= --minutes 3
+soak: $(VENV)/.installed
+	$(PY) -m tests.faults.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) certs/*.pem certs/certificates
