@@ -186,12 +186,11 @@ class AuthManager:
             credDict["username"] = result["Value"]
             credDict["properties"] = list(Registry.getPropertiesForHost(result["Value"], []))
             return True
-        result = Registry.getUsernameForDN(dn)
+        # several Registry users may share a DN: the one that belongs to the group is the caller
+        result = Registry.getUsernameForDN(dn, usersList=Registry.getUsersInGroup(group))
         if not result["OK"]:
             return False
         username = result["Value"]
-        if username not in Registry.getUsersInGroup(group):
-            return False
         if Registry.isUserSuspended(username, Registry.getVOForGroup(group)):
             self.log.verbose("Suspended user", f"{username} in group {group}")
             return False

@@ -73,6 +73,29 @@ def test_accept_limited_proxies_configured_on_the_server(secpki, secCFG):
         server.server.stop()
 
 
+# ---- Registry matching ----------------------------------------------------------------------------------
+def test_users_sharing_a_dn_each_act_in_their_own_group(chainServer, secpki, tmp_path):
+    # one certificate registered as two users, one per group: the proxy's group decides which user calls
+    from TornadoServices.Security import DevPKI
+
+    twin = secpki.base.ca.issueUser("twin", keyType="ec")
+    proxies = {
+        group: DevPKI.makeProxy(twin, group=group, keyType="ec").writeProxyFile(str(tmp_path / f"{group}.pem"))
+        for group in ("dirac_user", "dirac_admin")
+    }
+    for name in ("twinuser", "twinadmin"):
+        gConfig.setOptionValue(f"/Registry/Users/{name}/DN", twin.dn)
+    members = gConfig.getValue("/Registry/Groups/dirac_user/Users", "")
+    gConfig.setOptionValue("/Registry/Groups/dirac_user/Users", f"{members}, twinuser")
+    gConfig.setOptionValue("/Registry/Groups/dirac_admin/Users", "devuser, twinadmin")
+    rule = "/Systems/Security/Services/Probe/Authorization/whoamiSync"
+    for group, username, otherGroup in (("dirac_user", "twinuser", "dirac_admin"), ("dirac_admin", "twinadmin", "dirac_user")):
+        gConfig.setOptionValue(rule, f"group:{group}")
+        value = _answer(_probe(chainServer, "whoamiSync", 1, cert=proxies[group]))["Value"]
+        assert value["before"] == {"DN": twin.dn, "username": username, "group": group}
+        assert _status(_probe(chainServer, "whoamiSync", 2, cert=proxies[otherGroup])) == 403
+
+
 # ---- extraCredentials ------------------------------------------------------------------------------------
 def test_forwarding_from_a_host_without_trusted_host_is_refused_and_logged(chainServer, secpki, caplog):
     probe = chainServer.probeClass()

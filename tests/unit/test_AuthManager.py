@@ -103,6 +103,22 @@ def test_group_not_containing_the_user_is_refused(auth, pki):
     assert auth.authQuery("m", creds, ["authenticated"]) is False
 
 
+@pytest.mark.parametrize("firstListed", ["twinuser", "twinadmin"])
+def test_users_sharing_a_dn_are_told_apart_by_the_group(auth, pki, cs, firstListed):
+    # two Registry users with one DN, each in one group: the group's member is the caller, whichever is listed first
+    second = {"twinuser": "twinadmin", "twinadmin": "twinuser"}[firstListed]
+    for name in (firstListed, second):
+        cs.setOptionValue(f"/Registry/Users/{name}/DN", pki.strangerDN)
+    cs.setOptionValue("/Registry/Groups/dirac_user/Users", "devuser, twinuser")
+    cs.setOptionValue("/Registry/Groups/dirac_admin/Users", "devuser, twinadmin")
+    for group, username in (("dirac_user", "twinuser"), ("dirac_admin", "twinadmin")):
+        creds = {"DN": pki.strangerDN, "isProxy": True, "group": group}
+        assert auth.authQuery("m", creds, [f"group:{group}"]) is True, group
+        assert (creds["username"], creds["group"]) == (username, group)
+    creds = {"DN": pki.strangerDN, "isProxy": True, "group": "dirac_user"}
+    assert auth.authQuery("m", creds, ["group:dirac_admin"]) is False
+
+
 def test_vo_rule(auth, pki):
     assert auth.authQuery("m", user(pki), ["vo:tornadovo"]) is True
     assert auth.authQuery("m", user(pki), ["vo:othervo"]) is False
