@@ -24,9 +24,11 @@ certs/proxy.pem: certs/hostcert.pem
 demo: $(VENV)/.installed certs/proxy.pem
 	@echo
 	@echo "Demo server on https://localhost:8443 -- in another shell:"
-	@echo "  export X509_CERT_DIR=$(CURDIR)/certs/certificates X509_USER_PROXY=$(CURDIR)/certs/proxy.pem"
-	@echo "  $(BIN)/tornado-rpc --cfg cs/dirac.cfg Framework/Dummy ping"
-	@echo "  $(BIN)/tornado-rpc --cfg cs/dirac.cfg Framework/Dummy add 2 3"
+	@echo "  export X509_CERT_DIR=$(CURDIR)/certs/certificates X509_USER_PROXY=$(CURDIR)/certs/proxy.pem DIRACSYSCONFIG=$(CURDIR)/cs/dirac.cfg"
+	@echo "  $(BIN)/tornado-rpc Framework/Dummy ping"
+	@echo "  $(BIN)/tornado-rpc Framework/Dummy add 2 3"
+	@echo "  $(PY) -c \"import TornadoServices; TornadoServices.initialize(); from TornadoServices.Client.TornadoClient import TornadoClient; print(TornadoClient('Framework/Dummy').whoami())\""
+	@echo "  $(BIN)/multimech-run multimechanize/ping"
 	@echo
 	$(BIN)/tornado-start-all --cfg cs/dirac.cfg
 

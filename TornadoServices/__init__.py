@@ -19,9 +19,10 @@ _LAZY = {
     "S_ERROR": ("TornadoServices.Core.ReturnValues", "S_ERROR"),
     "gLogger": ("TornadoServices.Core.Logging", "gLogger"),
     "gConfig": ("TornadoServices.ConfigurationSystem.Client.Config", "gConfig"),
+    "initialize": ("TornadoServices.ConfigurationSystem.Client.LocalConfiguration", "initialize"),
 }
 
-__all__ = ["S_OK", "S_ERROR", "gLogger", "gConfig", "rootPath", "version", "__version__"]
+__all__ = ["S_OK", "S_ERROR", "gLogger", "gConfig", "initialize", "rootPath", "version", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -216,3 +216,40 @@ def test_help_lists_every_option_with_its_default(env, capsys):
         "DIRACSYSCONFIG",
     ):
         assert text in out, text
+
+
+def test_initialize_loads_the_standard_files_once(tmp_path, monkeypatch):
+    import TornadoServices
+    from TornadoServices.ConfigurationSystem.Client import LocalConfiguration
+
+    cfg = tmp_path / "sys.cfg"
+    cfg.write_text("Systems\n{\n  Framework\n  {\n    URLs\n    {\n      Dummy = https://h.example:9443/Framework/Dummy\n    }\n  }\n}\n")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DIRACSYSCONFIG", str(cfg))
+    monkeypatch.setattr(LocalConfiguration, "_initialized", False)
+    gConfig.reset()
+    try:
+        TornadoServices.initialize()
+        assert gConfig.getValue("/Systems/Framework/URLs/Dummy") == "https://h.example:9443/Framework/Dummy"
+        assert gConfig.getValue("/DIRAC/Security/UseServerCertificate", False) is False
+        gConfig.reset()
+        TornadoServices.initialize()  # second call: nothing reloaded
+        assert gConfig.getValue("/Systems/Framework/URLs/Dummy") is None
+    finally:
+        gConfig.reset()
+
+
+def test_initialize_refuses_a_missing_DIRACSYSCONFIG_file(tmp_path, monkeypatch):
+    import TornadoServices
+    from TornadoServices.ConfigurationSystem.Client import LocalConfiguration
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DIRACSYSCONFIG", str(tmp_path / "missing.cfg"))
+    monkeypatch.setattr(LocalConfiguration, "_initialized", False)
+    gConfig.reset()
+    try:
+        with pytest.raises(LocalConfiguration.ConfigurationError, match="missing.cfg"):
+            TornadoServices.initialize()
+        assert LocalConfiguration._initialized is False
+    finally:
+        gConfig.reset()

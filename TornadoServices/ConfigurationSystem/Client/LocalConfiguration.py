@@ -239,6 +239,29 @@ def parseCommandLine(
     return args
 
 
+_initialized = False
+
+
+def initialize(cfgFiles: Sequence[str] = (), hostCredentials: bool = False, logLevel: str | None = None) -> None:
+    """Load the configuration for a Python program that has no command line of ours, as ``DIRAC.initialize()``.
+
+    Reads the files in DIRAC 9 order (plus ``cfgFiles``), starts the configuration refresher and, with
+    ``hostCredentials``, makes clients use the host certificate. Later calls do nothing. Raises ConfigurationError.
+    """
+    global _initialized
+    if _initialized:
+        return
+    from TornadoServices.Core.Logging import setupLogging
+
+    if logLevel:
+        setupLogging(level=logLevel)
+    loadConfiguration(cfgFiles)
+    if hostCredentials:
+        gConfig.setOptionValue("/DIRAC/Security/UseServerCertificate", "yes")
+    _startRefresher()
+    _initialized = True
+
+
 def _startRefresher() -> None:
     """Keep the configuration fresh from /DIRAC/Configuration/Servers in the background (not on the master CS)."""
     from TornadoServices.ConfigurationSystem.Client.ConfigurationData import gConfigurationData
