@@ -166,11 +166,12 @@ def test_every_metric_family_follows_the_traffic(inProcess, faultpki, caplog):
     assert samples['tornadoservices_http_requests_total{status="200"}'] == 4
 
     # three slow calls on a one-thread service: one runs, two wait
-    threads = [threading.Thread(target=post, args=("/Faults/Probe", "record", f"busy{i}", 1.5)) for i in range(3)]
+    threads = [threading.Thread(target=post, args=("/Faults/Probe", "record", f"busy{i}", 1.0)) for i in range(3)]
     for thread in threads:
         thread.start()
-    busy = waitUntil(lambda: (s := _samples(server, faultpki))["tornadoservices_calls_in_flight"] == 3 and s, "three calls in flight")
-    assert busy['tornadoservices_threadpool_queue_depth{service="Faults/Probe"}'] == 2
+    queue = 'tornadoservices_threadpool_queue_depth{service="Faults/Probe"}'
+    busy = waitUntil(lambda: (s := _samples(server, faultpki))[queue] == 2 and s, "two calls waiting for the thread")
+    assert busy["tornadoservices_calls_in_flight"] == 3
     assert busy['tornadoservices_threadpool_busy_threads{service="Faults/Probe"}'] == 1
     for thread in threads:
         thread.join(30)
