@@ -207,6 +207,7 @@ class _ChainInfo:
     isRFC: bool
     pathLenExceeded: bool
     extensionGroup: Optional[str]
+    isIndependent: bool = False  # a proxy step uses id-ppl-independent: the leaf inherits none of the user's rights
 
 
 def _isProxyStep(cert: X509Certificate, parent: X509Certificate, verified: bool) -> bool:
@@ -236,7 +237,8 @@ def _analyse(certs: Sequence[X509Certificate], verified: bool) -> _ChainInfo:
     """Proxy analysis of a chain, leaf first.
 
     A proxy step whose policy language is neither inheritAll nor independent counts as limited: rights
-    restricted by a policy we cannot interpret must not become full rights.
+    restricted by a policy we cannot interpret must not become full rights. An independent step anywhere
+    between the leaf and the user makes the leaf independent (RFC 3820: nothing is inherited through it).
     """
     i = 0
     while i + 1 < len(certs) and _isProxyStep(certs[i], certs[i + 1], verified):
@@ -244,6 +246,7 @@ def _analyse(certs: Sequence[X509Certificate], verified: bool) -> _ChainInfo:
     if i == 0:
         return _ChainInfo(False, 0, False, False, False, None)
     limited = False
+    independent = False
     exceeded = False
     for depth in range(i):
         cert = certs[depth]
@@ -252,6 +255,7 @@ def _analyse(certs: Sequence[X509Certificate], verified: bool) -> _ChainInfo:
             limited = limited or LEGACY_PROXY_CNS.get(cert.lastCN or "", False)
         else:
             limited = limited or pci.policyLanguage not in _FULL_POLICIES
+            independent = independent or pci.isIndependent
             # pCPathLenConstraint = how many proxies may follow this one towards the leaf.
             if pci.pathLen is not None and pci.pathLen < depth:
                 exceeded = True
@@ -260,7 +264,7 @@ def _analyse(certs: Sequence[X509Certificate], verified: bool) -> _ChainInfo:
         if cert.diracGroup:
             group = cert.diracGroup
             break
-    return _ChainInfo(True, i, limited, certs[0].proxyCertInfo is not None, exceeded, group)
+    return _ChainInfo(True, i, limited, certs[0].proxyCertInfo is not None, exceeded, group, independent)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -433,6 +437,10 @@ class X509Chain:
     def isLimitedProxy(self) -> dict:
         """S_OK(True) when any proxy step uses the limited policy (or legacy ``CN=limited proxy``)."""
         return self._check() or S_OK(self.info.isProxy and self.info.isLimited)
+
+    def isIndependentProxy(self) -> dict:
+        """S_OK(True) when a proxy step uses id-ppl-independent (RFC 3820: no rights inherited from the user)."""
+        return self._check() or S_OK(self.info.isProxy and self.info.isIndependent)
 
     def isRFC(self) -> dict:
         """S_OK(True) when the leaf is an RFC 3820 proxy."""

@@ -12,6 +12,10 @@ A rule is a list of: ``all``/``any`` (everybody with a valid certificate), ``aut
 user in a valid group, or registered host), ``group:<g>``, ``vo:<v>`` and property names (matched without
 regard to case). ``group:``/``vo:`` entries restrict the groups; the other entries say what the caller must
 have. ``LimitedProxy`` lets limited proxies call a method that is not open to ``all``.
+
+An independent proxy (RFC 3820 id-ppl-independent) inherits none of its issuer's rights: unless the server
+accepts them (``AcceptIndependentProxies``, DIRAC's reading), it is nobody in particular and only rules open to
+``all`` admit it, as ``anonymous``.
 """
 from __future__ import annotations
 
@@ -46,10 +50,11 @@ def normaliseRule(rule: Any) -> tuple[str, ...]:
 class AuthManager:
     """Decides whether a credential dictionary may call a method of one service."""
 
-    def __init__(self, authSection: str, acceptLimitedProxies: bool = False) -> None:
+    def __init__(self, authSection: str, acceptLimitedProxies: bool = False, acceptIndependentProxies: bool = False) -> None:
         """``authSection`` is the CS path of the service's ``Authorization`` section."""
         self.authSection = authSection.rstrip("/")
         self.acceptLimitedProxies = acceptLimitedProxies
+        self.acceptIndependentProxies = acceptIndependentProxies
         self.log = gLogger.getSubLogger("AuthManager")
 
     # ---- rule resolution -----------------------------------------------------------------------------
@@ -129,6 +134,12 @@ class AuthManager:
 
         dn = credDict.get("DN")
         if not dn:
+            return allowAll and not allowedGroups
+
+        if credDict.get("isIndependentProxy") and not self.acceptIndependentProxies:
+            self.log.verbose("Independent proxy", f"of {dn} carries none of its issuer's rights: served as anonymous")
+            credDict["username"] = ANONYMOUS_USER
+            credDict["group"] = VISITOR_GROUP
             return allowAll and not allowedGroups
 
         if credDict.get("isLimitedProxy") and not (allowAll or limitedAllowed or self.acceptLimitedProxies):

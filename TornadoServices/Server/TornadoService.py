@@ -32,7 +32,12 @@ from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
-from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials, orderCredentials
+from TornadoServices.Server.private.Credentials import (
+    ConnectionCredentials,
+    getConnectionCredentials,
+    orderCredentials,
+    publicCredentials,
+)
 from TornadoServices.Server.private.Dispatcher import (
     MethodInfo,
     checkArgumentCount,
@@ -667,8 +672,8 @@ class TornadoService(RequestHandler):
 
     @_ownResult
     async def export_whoami(self) -> dict[str, Any]:
-        """The caller's credential dictionary, as the server sees it (without the certificate chain object)."""
-        return S_OK({key: value for key, value in self._credDict.items() if key != "x509Chain"})
+        """The caller's credential dictionary, as the server sees it, without its server-side keys (DIRAC's shape)."""
+        return S_OK(publicCredentials(self._credDict))
 
     # ---------------------------------------------------------------------------------------------------
     # DIRAC accessors

@@ -57,11 +57,41 @@ def test_unknown_policy_language_counts_as_limited(chainServer, secpki):
     assert whoami["isLimitedProxy"] is True and whoami["DN"] == secpki.base.userDN
 
 
-def test_independent_proxy_acts_for_its_user_like_dirac(chainServer, secpki):
-    # documented policy: id-ppl-independent is read as DIRAC reads it (a full proxy of the user)
-    whoami = _answer(chainServer.post("whoami", cert=secpki.files["independentProxy"]))["Value"]
-    assert whoami["isProxy"] is True and whoami["isLimitedProxy"] is False
-    assert whoami["DN"] == secpki.base.userDN and whoami["username"] == "devuser"
+def test_independent_proxy_carries_none_of_its_users_rights_by_default(chainServer, secpki):
+    # RFC 3820: id-ppl-independent inherits nothing from its issuer, so it is served as nobody in particular
+    independent = secpki.files["independentProxy"]
+    probe = chainServer.probeClass()
+    calls = probe.calls
+    assert _status(chainServer.post("whoami", cert=independent)) == 403
+    assert _status(_probe(chainServer, "whoamiSync", 1, cert=independent)) == 403
+    assert probe.calls == calls  # refused before the handler
+    gConfig.setOptionValue("/Systems/Security/Services/Probe/Authorization/whoamiSync", "group:dirac_user")
+    assert _status(_probe(chainServer, "whoamiSync", 2, cert=independent)) == 403
+    assert _answer(chainServer.post("ping", cert=independent))["OK"] is True  # rule "all"
+    gConfig.setOptionValue("/Systems/Framework/Services/Dummy/Authorization/whoami", "all")
+    whoami = _answer(chainServer.post("whoami", cert=independent))["Value"]
+    assert (whoami["DN"], whoami["username"], whoami["group"]) == (secpki.base.userDN, "anonymous", "visitor")
+    assert "isIndependentProxy" not in whoami  # a server-side flag: whoami keeps DIRAC's shape
+    # the twin built the same way with inheritAll acts for the user
+    gConfig.setOptionValue("/Systems/Security/Services/Probe/Authorization/whoamiSync", "authenticated")
+    value = _answer(_probe(chainServer, "whoamiSync", 3, cert=secpki.files["goodProxy"]))["Value"]
+    assert value["before"] == {"DN": secpki.base.userDN, "username": "devuser", "group": "dirac_user"}
+
+
+def test_accept_independent_proxies_configured_on_the_server(secpki, secCFG):
+    # AcceptIndependentProxies = yes: DIRAC's reading, a full proxy of its user
+    base = secCFG[0].replace("    CRLCheck = auto\n", "    CRLCheck = auto\n    AcceptIndependentProxies = yes\n", 1)
+    assert "AcceptIndependentProxies" in base
+    enabled = (base, secCFG[1])
+    server = startServer(secpki, enabled, crlCheck="chain")
+    try:
+        whoami = _answer(server.post("whoami", cert=secpki.files["independentProxy"]))["Value"]
+        assert whoami["isProxy"] is True and whoami["isLimitedProxy"] is False
+        assert (whoami["DN"], whoami["username"], whoami["group"]) == (secpki.base.userDN, "devuser", "dirac_user")
+        full = _answer(server.post("whoami", cert=secpki.files["goodProxy"]))["Value"]
+        assert list(whoami) == list(full)  # same DIRAC-shaped answer as a full proxy's
+    finally:
+        server.server.stop()
 
 
 def test_accept_limited_proxies_configured_on_the_server(secpki, secCFG):

@@ -184,6 +184,25 @@ def test_limited_proxy_policy(auth, pki):
     assert AuthManager(SECTION, acceptLimitedProxies=True).authQuery("m", limited(), ["authenticated"]) is True
 
 
+def test_independent_proxy_carries_no_identity_by_default(auth, pki):
+    independent = lambda **extra: user(pki, isProxy=True, isIndependentProxy=True, group="dirac_admin", **extra)  # noqa: E731
+    creds = independent()
+    assert auth.authQuery("m", creds, ["all"]) is True
+    assert (creds["username"], creds["group"], creds["properties"]) == ("anonymous", "visitor", [])
+    for rule in (["authenticated"], ["CSAdministrator"], ["group:dirac_admin"], ["all", "group:dirac_admin"], ["authenticated", "LimitedProxy"]):
+        assert auth.authQuery("m", independent(), rule) is False, rule
+    assert AuthManager(SECTION, acceptLimitedProxies=True).authQuery("m", independent(), ["authenticated"]) is False
+    # an independent proxy of a trusted host cannot forward anybody
+    forwarded = {"DN": pki.hostDN, "isProxy": True, "isIndependentProxy": True, "extraCredentials": [pki.userDN, "dirac_admin"]}
+    assert auth.authQuery("m", forwarded, ["CSAdministrator"]) is False
+
+
+def test_accept_independent_proxies_reads_them_as_dirac_does(cs, pki):
+    creds = user(pki, isProxy=True, isIndependentProxy=True, group="dirac_admin")
+    assert AuthManager(SECTION, acceptIndependentProxies=True).authQuery("m", creds, ["CSAdministrator"]) is True
+    assert (creds["username"], creds["group"]) == ("devuser", "dirac_admin")
+
+
 def test_limited_proxy_keyword_does_not_change_full_proxies(auth, pki):
     assert auth.authQuery("m", user(pki, isProxy=True), ["NormalUser", "LimitedProxy"]) is True
     assert auth.authQuery("m", user(pki, isProxy=True), ["CSAdministrator", "LimitedProxy"]) is False

@@ -306,6 +306,17 @@ def test_limited_proxies(user):
     assert DevPKI.makeProxy(user, independent=True).asX509Chain().isLimitedProxy()["Value"] is False
 
 
+def test_independent_proxies(user):
+    independent = DevPKI.makeProxy(user, independent=True)
+    assert independent.asX509Chain().isIndependentProxy()["Value"] is True
+    below = DevPKI.makeProxy(independent)  # nothing of the user is inherited through an independent step
+    assert below.asX509Chain().isIndependentProxy()["Value"] is True
+    assert DevPKI.makeProxy(user).asX509Chain().isIndependentProxy()["Value"] is False
+    assert DevPKI.makeProxy(user, limited=True).asX509Chain().isIndependentProxy()["Value"] is False
+    assert user.asX509Chain().isIndependentProxy()["Value"] is False
+    assert "isIndependentProxy" not in independent.asX509Chain().getCredentials(withRegistryInfo=False)["Value"]
+
+
 @pytest.mark.parametrize("limited", [False, True])
 def test_legacy_proxies_are_recognised(user, limited):
     chain = DevPKI.makeProxy(user, legacy=True, limited=limited).asX509Chain()

@@ -6,7 +6,12 @@ import time
 from TornadoServices.Core import DErrno
 from TornadoServices.Security import DevPKI
 from TornadoServices.Server.private import Credentials
-from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials, orderCredentials
+from TornadoServices.Server.private.Credentials import (
+    ConnectionCredentials,
+    getConnectionCredentials,
+    orderCredentials,
+    publicCredentials,
+)
 
 
 class FakeStream:
@@ -38,7 +43,18 @@ def test_proxy_chain_credentials(cs):
     assert creds["group"] == "dirac_admin"
     assert "VO" not in creds  # added with the authorisation decision, which follows configuration changes
     assert creds["x509Chain"] is not None
+    assert creds["isIndependentProxy"] is False
     assert 0 < state.expiresAt - time.time() <= 3600
+
+
+def test_independent_proxy_is_flagged_on_the_server_side_only(cs):
+    ca = DevPKI.CertificateAuthority()
+    proxy = DevPKI.makeProxy(ca.issueUser(), independent=True, group="dirac_user")
+    creds = ConnectionCredentials.fromDERChain(proxy.derList()).credDict
+    assert creds["isIndependentProxy"] is True and creds["isLimitedProxy"] is False
+    shown = publicCredentials(creds)
+    assert "isIndependentProxy" not in shown and "x509Chain" not in shown
+    assert shown["DN"] == creds["DN"]
 
 
 def test_credentials_are_cached_per_stream(monkeypatch):

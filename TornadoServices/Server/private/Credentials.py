@@ -14,7 +14,14 @@ from TornadoServices.Core.ReturnValues import S_ERROR
 from TornadoServices.Security.TLS import getVerifiedChainDER
 from TornadoServices.Security.X509Chain import X509Chain
 
-__all__ = ["ConnectionCredentials", "getConnectionCredentials", "orderCredentials", "CREDENTIALS_ORDER"]
+__all__ = [
+    "ConnectionCredentials",
+    "getConnectionCredentials",
+    "orderCredentials",
+    "publicCredentials",
+    "CREDENTIALS_ORDER",
+    "SERVER_ONLY_KEYS",
+]
 
 _STREAM_ATTRIBUTE = "_tornadoServicesCredentials"
 _AUTH_CACHE_SIZE = 256
@@ -36,6 +43,9 @@ CREDENTIALS_ORDER = (
     "properties",
     "username",
 )
+
+#: Keys of the server-side credential dictionary that handlers see but DIRAC's whoami does not show.
+SERVER_ONLY_KEYS = frozenset({"x509Chain", "isIndependentProxy"})
 
 
 class ConnectionCredentials:
@@ -76,6 +86,7 @@ class ConnectionCredentials:
             )
         credDict = dict(result["Value"])
         credDict.pop("VO", None)  # depends on the CS: added with the authorisation decision
+        credDict["isIndependentProxy"] = chain.isIndependentProxy()["Value"]
         credDict["x509Chain"] = chain
         expiresAt = time.time() + max(0, int(credDict.get("secondsLeft", 0)))
         return cls(credDict, None, expiresAt)
@@ -115,3 +126,8 @@ def orderCredentials(credDict: dict[str, Any]) -> dict[str, Any]:
         if key not in ordered:
             ordered[key] = value
     return ordered
+
+
+def publicCredentials(credDict: dict[str, Any]) -> dict[str, Any]:
+    """``credDict`` without the server-side keys, as DIRAC's whoami answers it."""
+    return {key: value for key, value in credDict.items() if key not in SERVER_ONLY_KEYS}

@@ -29,6 +29,7 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("maxThreads", "MaxThreads", 15, "default worker threads per service for plain (non-async) export_ methods"),
     ("maxWaitingPetitions", "MaxWaitingPetitions", 500, "default calls per service waiting for a worker thread (503 beyond)"),
     ("acceptLimitedProxies", "AcceptLimitedProxies", False, "treat limited proxies like full ones (else only 'all' and 'LimitedProxy' rules admit them)"),
+    ("acceptIndependentProxies", "AcceptIndependentProxies", False, "treat id-ppl-independent proxies as full proxies of their user, as DIRAC does (else they carry no identity: only 'all' rules admit them, as anonymous)"),
     ("shutdownTimeout", "ShutdownTimeout", 10.0, "seconds stop() waits for running calls before closing connections"),
     ("compressResponse", "CompressResponse", True, "gzip JSON answers of 1 KiB or more when the client accepts gzip"),
     ("hostname", "Hostname", "", "host name used in service URLs (ping's URL); empty = the machine's FQDN"),
@@ -62,6 +63,7 @@ class ServerSettings:
     maxThreads: int = 15
     maxWaitingPetitions: int = 500
     acceptLimitedProxies: bool = False
+    acceptIndependentProxies: bool = False
     shutdownTimeout: float = 10.0
     compressResponse: bool = True
     hostname: str = ""
