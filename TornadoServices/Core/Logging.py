@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json as _json
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from typing import IO, Any, Dict, List, Mapping, Optional, Union
 
 DEBUG = 10
@@ -244,16 +246,37 @@ def _getLogger(path: str) -> Logger:
     return found
 
 
+class _SecondCache:
+    """``strftime`` of the UTC second of a record, computed once per second (a busy server logs many per second)."""
+
+    __slots__ = ("_pattern", "_entry")
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = pattern
+        self._entry: tuple[int, str] = (-1, "")
+
+    def text(self, created: float) -> str:
+        second = int(created)
+        entry = self._entry
+        if entry[0] != second:
+            entry = self._entry = (second, time.strftime(self._pattern, time.gmtime(second)))
+        return entry[1]
+
+
 class TextFormatter(logging.Formatter):
     """``YYYY-MM-DD HH:MM:SS UTC <Name> <LEVEL>: <message>`` with UTC times and DIRAC level names."""
 
     converter = time.gmtime
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seconds = _SecondCache("%Y-%m-%d %H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
         """Render one record, followed by its traceback when it has one."""
         record.message = record.getMessage()
         text = (
-            f"{self.formatTime(record, '%Y-%m-%d %H:%M:%S')} UTC {_displayName(record)} "
+            f"{self._seconds.text(record.created)} UTC {_displayName(record)} "
             f"{levelName(record.levelno)}: {record.message}"
         )
         if record.exc_info and not record.exc_text:
@@ -270,11 +293,15 @@ class JSONFormatter(logging.Formatter):
 
     converter = time.gmtime
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._seconds = _SecondCache("%Y-%m-%dT%H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
         """Render one record as a single-line JSON object."""
         record.message = record.getMessage()
         data: Dict[str, Any] = {
-            "asctime": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "asctime": self._seconds.text(record.created) + f".{int(record.msecs):03d}Z",
             "levelname": levelName(record.levelno),
             "componentname": _displayName(record),
             "message": record.message,
@@ -291,6 +318,157 @@ class JSONFormatter(logging.Formatter):
         return _json.dumps(data, default=str)
 
 
+class BatchedLogRecord(logging.LogRecord):
+    """A record a batching handler may write up to its delay late: high-volume lines such as access lines."""
+
+
+class BufferedStreamHandler(logging.StreamHandler):
+    """A StreamHandler that can write high-volume lines in batches instead of one write and flush per record.
+
+    With ``delay`` 0 (the default) every record is written and flushed at once, as ``logging.StreamHandler``
+    does. With ``delay`` > 0, :class:`BatchedLogRecord` records below ``immediateLevel`` (WARN) are gathered
+    and written together by a background thread at most ``delay`` seconds after the first of them, or at
+    once when ``maxBytes`` are pending or any other record arrives (lines keep their order); :meth:`flush`
+    (also called by ``logging.shutdown`` at interpreter exit, by :func:`flushLogging` and before ``os.fork``)
+    writes everything pending. A busy server writes one access line per request: batching saves a system
+    call per line.
+    """
+
+    def __init__(self, stream: Optional[IO[str]] = None, delay: float = 0.0, maxBytes: int = 64 * 1024) -> None:
+        super().__init__(stream)
+        self.delay = delay
+        self.maxBytes = maxBytes
+        self.immediateLevel = WARN
+        self._pending: List[str] = []
+        self._pendingSize = 0
+        self._wake = threading.Event()
+        self._flusherPid = 0
+        _bufferedHandlers.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format the record and write it now, or queue it for the next batch (called with the handler lock held)."""
+        try:
+            text = self.format(record) + self.terminator
+            if self.delay <= 0:
+                self.stream.write(text)
+                self.flush()
+                return
+            pending = self._pending
+            pending.append(text)
+            self._pendingSize += len(text)
+            if (
+                record.levelno >= self.immediateLevel
+                or self._pendingSize >= self.maxBytes
+                or not isinstance(record, BatchedLogRecord)
+            ):
+                self._writePending()
+            elif len(pending) == 1:
+                self._scheduleFlush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _writePending(self) -> None:
+        """Write and flush the queued lines (handler lock held)."""
+        pending = self._pending
+        if pending:
+            text = "".join(pending)
+            pending.clear()
+            self._pendingSize = 0
+            self.stream.write(text)
+        if self.stream and hasattr(self.stream, "flush"):
+            self.stream.flush()
+
+    def flush(self) -> None:
+        """Write every queued line and flush the stream."""
+        self.acquire()
+        try:
+            self._writePending()
+        finally:
+            self.release()
+
+    def _scheduleFlush(self) -> None:
+        """Wake the flusher thread (started on first use, and again in a forked child)."""
+        if self._flusherPid != os.getpid():
+            self._flusherPid = os.getpid()
+            self._wake = threading.Event()
+            threading.Thread(target=self._flusher, args=(self._wake,), name="LogFlusher", daemon=True).start()
+        self._wake.set()
+
+    def _flusher(self, wake: threading.Event) -> None:
+        """Background thread: ``delay`` seconds after a batch starts, write it."""
+        while True:
+            wake.wait()
+            time.sleep(self.delay)
+            wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a closed stream at interpreter exit: nothing left to write to
+                pass
+
+    def close(self) -> None:
+        """Write what is pending, then close as StreamHandler does."""
+        try:
+            self.flush()
+        except Exception:
+            pass
+        super().close()
+
+
+_bufferedHandlers: "weakref.WeakSet[BufferedStreamHandler]" = weakref.WeakSet()
+
+
+def flushLogging() -> None:
+    """Write every log line still queued by a batching handler (before ``os._exit`` and the like)."""
+    for handler in list(_bufferedHandlers):
+        try:
+            handler.flush()
+        except Exception:
+            pass
+
+
+def _flushBeforeFork() -> None:
+    """A forked child must not inherit (and write again) lines its parent has queued."""
+    flushLogging()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_flushBeforeFork)
+
+
+def setOutputDelay(seconds: float) -> bool:
+    """Let the installed handler batch :class:`BatchedLogRecord` lines up to ``seconds`` late (0: at once).
+
+    Only for output to a file or a pipe: a terminal or an in-memory stream keeps writing each line at once.
+    Other records (and WARN and above) are written at once, with the lines queued before them, and
+    everything is written at a clean exit. Return whether batching is in force.
+    """
+    with _state:
+        handler = _handler
+        if not isinstance(handler, BufferedStreamHandler):
+            return False
+        if seconds > 0 and not _isFileStream(handler.stream):
+            seconds = 0.0
+        handler.acquire()
+        try:
+            handler.delay = max(0.0, float(seconds))
+            if handler.delay <= 0:
+                handler._writePending()
+        finally:
+            handler.release()
+        return handler.delay > 0
+
+
+def _isFileStream(stream: Any) -> bool:
+    """True for a stream backed by a file descriptor that is not a terminal."""
+    try:
+        stream.fileno()
+        return not stream.isatty()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def setupLogging(
     level: Union[str, int] = "INFO",
     json: bool = False,
@@ -305,11 +483,12 @@ def setupLogging(
     if number is None:
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(Logger.getAllPossibleLevels())}")
     with _state:
-        handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+        handler = BufferedStreamHandler(stream if stream is not None else sys.stderr)
         handler.setFormatter(JSONFormatter() if json else TextFormatter())
         root = logging.getLogger()
         if _handler is not None:
             root.removeHandler(_handler)
+            _handler.flush()
         root.addHandler(handler)
         _handler = handler
         _configured = True
@@ -325,6 +504,7 @@ def resetLogging() -> None:
     with _state:
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
+            _handler.flush()
         _handler = None
         _configured = False
 

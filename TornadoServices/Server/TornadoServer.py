@@ -31,7 +31,7 @@ from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Core.DErrno import includeExtensionErrors
 from TornadoServices.Core.Encoding import encode
-from TornadoServices.Core.Logging import gLogger
+from TornadoServices.Core.Logging import gLogger, setOutputDelay
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK, isReturnStructure
 from TornadoServices.Security import Locations, TLS
 from TornadoServices.Server.AuthManager import AuthManager
@@ -101,6 +101,8 @@ def _quietAccessLog(handler: tornado.web.RequestHandler) -> None:
 
 #: Tornado's own header limit is set this much above ours, so that we answer 431 (Tornado would just close)
 HEADER_SIZE_SLACK = 64 * 1024
+#: Seconds an INFO log line (the per-request access line) may wait to be written with others
+LOG_OUTPUT_DELAY = 0.2
 #: File descriptors kept for everything but client connections (listening sockets, logs, pipes, handler files)
 FD_RESERVE = 64
 
@@ -564,6 +566,9 @@ class TornadoServer:
         if self.metricsDirectory is not None:
             self._snapshotter = PeriodicCallback(self._writeSnapshot, 1000.0)
             self._snapshotter.start()
+        # One access line per request: written in batches (at most LOG_OUTPUT_DELAY late; warnings and the
+        # lines before a clean exit at once) when the log goes to a file or a pipe.
+        setOutputDelay(LOG_OUTPUT_DELAY)
         self._started = True
         self.ready = True
 

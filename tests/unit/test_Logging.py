@@ -176,3 +176,53 @@ def test_debugLevelFromCount():
     assert debugLevelFromCount(2) == "DEBUG"
     assert debugLevelFromCount(3) == "DEBUG"
     assert [libraryDebugFromCount(n) for n in range(5)] == [False, False, False, True, True]
+
+
+def test_batched_output_is_written_promptly_and_warnings_at_once(tmp_path):
+    """setOutputDelay batches lines to a file: INFO within the delay, WARN and above at once, all on flush."""
+    import time
+
+    path = tmp_path / "server.log"
+    with open(path, "w") as stream:
+        setupLogging("INFO", stream=stream, componentName="Framework/Dummy")
+        try:
+            logger = gLogger.logger
+
+            def batched(message, level=logging.INFO):
+                record = Logging.BatchedLogRecord(logger.name, level, __file__, 0, message, None, None)
+                logger.handle(record)
+
+            assert Logging.setOutputDelay(0.05) is True
+            batched("batched line")
+            gLogger.info("ordinary line")  # not batchable: written at once, after the queued line
+            assert path.read_text().splitlines()[-2:][0].endswith("INFO: batched line")
+            assert path.read_text().splitlines()[-1].endswith("INFO: ordinary line")
+            batched("another batched line")
+            batched("urgent line", logging.WARNING)
+            assert path.read_text().splitlines()[-1].endswith("WARN: urgent line")
+            batched("later line")
+            deadline = time.monotonic() + 30
+            while "later line" not in path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert "later line" in path.read_text()
+            Logging.setOutputDelay(60)
+            batched("flushed at exit")
+            assert "flushed at exit" not in path.read_text()
+            Logging.flushLogging()
+            assert path.read_text().splitlines()[-1].endswith("INFO: flushed at exit")
+        finally:
+            resetLogging()
+            gLogger.setComponentName(Logging.DEFAULT_COMPONENT_NAME)
+            logging.getLogger().setLevel(logging.WARNING)
+
+
+def test_batched_output_stays_immediate_for_memory_streams():
+    buffer = io.StringIO()
+    setupLogging("INFO", stream=buffer)
+    try:
+        assert Logging.setOutputDelay(0.5) is False
+        gLogger.info("at once")
+        assert "at once" in buffer.getvalue()
+    finally:
+        resetLogging()
+        logging.getLogger().setLevel(logging.WARNING)

@@ -3,8 +3,9 @@
 ``logging.Logger.makeRecord`` looks up the caller's frame, the thread, the process and the module path for
 every record. The access line is always written from the event loop thread by the same code, so those fields
 are the same for every request: one real record is made once and each request copies its attributes and sets
-only the time and the message. The result is an ordinary ``LogRecord`` (handlers, formatters, filters and
-pytest's ``caplog`` see no difference).
+only the time and the message. The result is a ``LogRecord`` (a ``BatchedLogRecord``: the server's own log
+handler may write these lines in batches, a fraction of a second late; other handlers, formatters, filters
+and pytest's ``caplog`` see no difference).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import logging
 import time
 from typing import Any, Optional
 
+from TornadoServices.Core.Logging import BatchedLogRecord
+
 __all__ = ["AccessRecordFactory"]
 
-_LogRecord = logging.LogRecord
+_LogRecord = BatchedLogRecord
 
 
 class AccessRecordFactory:

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from TornadoServices.Core.Logging import gLogger
+from TornadoServices.Core.Logging import flushLogging, gLogger
 
 __all__ = ["Supervisor", "PidFile", "PidFileError", "defaultProcessCount"]
 
@@ -257,6 +257,7 @@ class Supervisor:
             except BaseException:
                 pass
         finally:
+            flushLogging()  # os._exit skips logging's exit flush: write the batched access lines first
             os._exit(code)
 
     def _serveInChild(self, slot: _Slot, readyW: int) -> int:
