@@ -57,6 +57,8 @@ class Options:
     skipConnections: bool = False
     serverLogLevel: str = "INFO"
     pin: bool = True
+    rows: tuple[str, ...] = ()
+    skipClients: bool = False
 
 
 def echoPayload(size: int = ECHO_BYTES) -> str:
@@ -92,6 +94,8 @@ def _measureLoad(
         ("d", "echo 10 KB (built-in echo)", services, Call("echo", (payload,)), "a2"),
         ("a2", "bare Tornado: JSON echo 10 KB", baseline, Call("echo", (payload,)), "a2"),
     ]
+    if options.rows:
+        specs = [spec for spec in specs if spec[0] in options.rows]
     rows = {key: report.LoadRow(key, label, Measurement(), floor) for key, label, _, _, floor in specs}
     with LoadGenerator(env.childEnvironment(), options.processes, options.threads) as load:
         for _, _, server, call, _ in specs:  # unmeasured pass: first-use costs of the workers and servers
@@ -199,8 +203,10 @@ def _run(options: Options, env: BenchEnvironment, header: list[str], out: TextIO
 
         load = _measureLoad(options, env, baseline, services, out)
 
-        rates = {r.style: r for r in connections.measureClientRates(env.childEnvironment(), services.url(), services.pid, options.clientSeconds)}
-        _say(out, "  (e) " + ", ".join(f"{r.style} {r.callsPerSecond:,.0f} calls/s" for r in rates.values()))
+        rates: dict[str, connections.RateResult] = {}
+        if not options.skipClients:
+            rates = {r.style: r for r in connections.measureClientRates(env.childEnvironment(), services.url(), services.pid, options.clientSeconds)}
+            _say(out, "  (e) " + ", ".join(f"{r.style} {r.callsPerSecond:,.0f} calls/s" for r in rates.values()))
         for server in servers:
             server.stop()
         servers.clear()
@@ -226,7 +232,7 @@ def _run(options: Options, env: BenchEnvironment, header: list[str], out: TextIO
             server.stop()
 
     byKey = {row.key: row for row in load}
-    aCPU = byKey["a"].measurement.serverCPUPerCall
+    aCPU = byKey["a"].measurement.serverCPUPerCall if "a" in byKey else float("nan")
     cells = [report.loadCells(row, byKey) for row in load]
     dirac = rates.get("dirac")
     labels = {
@@ -273,6 +279,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--client-seconds", type=float, default=defaults.clientSeconds, help="seconds per client style in row (e)")
     parser.add_argument("--connections", type=int, default=defaults.connections, help="idle connections in row (f)")
     parser.add_argument("--skip-connections", action="store_true", help="leave out row (f)")
+    parser.add_argument("--skip-clients", action="store_true", help="leave out rows (e)")
+    parser.add_argument("--rows", default="", help="comma-separated subset of rows a,b,c,d,a2 to measure (default: all; keep a for the ratios)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load generators to separate CPUs")
     parser.add_argument("--profile", action="store_true", help="also profile the server under (b)'s load and print the top functions")
     parser.add_argument("--profile-top", type=int, default=defaults.profileTop, help="functions listed per profile order")
@@ -302,6 +310,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         skipConnections=args.skip_connections,
         serverLogLevel=args.server_log_level,
         pin=not args.no_pin,
+        rows=tuple(row.strip() for row in args.rows.split(",") if row.strip()),
+        skipClients=args.skip_clients,
     )
     runBenchmark(options)
 
