@@ -120,3 +120,12 @@ def test_each_worker_runs_the_configuration_refresher(launch, faultpki, processe
     waitUntil(everyWorkerAnswered, f"an answer from each of {sorted(expected)}", interval=0)
     assert all(state["running"] for state in seen.values()), seen
     _stopped(server)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(launch, faultpki):
+    server = launch(args=["--processes", "2"])
+    workers = server.workerPids(2)
+    server.signal(signal.SIGKILL)  # the supervisor only: its workers must not serve on alone
+    server.wait()
+    waitUntil(lambda: not [pid for pid in groupMembers(server.pid) if pid in workers], "the orphaned workers to stop")
+    assert server.text.count("Stopping the supervisor process is gone") == 2
