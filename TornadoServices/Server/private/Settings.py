@@ -36,7 +36,7 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("certFile", "CertFile", "", "host certificate; empty = /DIRAC/Security/CertFile, then the usual locations"),
     ("keyFile", "KeyFile", "", "host key; empty = /DIRAC/Security/KeyFile, then the usual locations"),
     ("caPath", "CALocation", "", "CA directory; empty = /DIRAC/Security/CALocation, X509_CERT_DIR, ..."),
-    ("metricsAuthorization", "MetricsAuthorization", "authenticated", "who may read /metrics: open, loopback (no certificate from 127.0.0.1/::1) and/or an authorization rule"),
+    ("metricsAuthorization", "MetricsAuthorization", "authenticated", "who may read /metrics: open, loopback (no certificate from 127.0.0.0/8 or ::1) and/or an authorization rule"),
     ("trustedProxies", "TrustedProxies", "", "addresses/CIDRs of TLS-terminating front ends whose forwarded certificate headers are honoured; empty = none"),
     ("trustedProxyCertHeader", "TrustedProxyCertHeader", "X-SSL-CERT", "header with the client certificate from a trusted front end (URL-encoded PEM or base64 DER)"),
     ("trustedProxyChainHeader", "TrustedProxyChainHeader", "X-SSL-CHAIN", "header with the rest of the client chain from a trusted front end (optional)"),
