@@ -370,6 +370,12 @@ class CAStore:
 
 # ---------------------------------------------------------------------------------------------------------
 # trust rules
+def _headerKey(name: str) -> str:
+    """A header name as Tornado's HTTPHeaders stores it (``x-ssl-cert`` -> ``X-Ssl-Cert``)."""
+    from tornado.httputil import HTTPHeaders
+
+    return next(iter(HTTPHeaders({name: ""}).keys()))
+
 def parseNetworks(value: Union[str, Sequence[str], None]) -> list[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]:
     """Networks of a comma list of addresses and CIDRs (``127.0.0.1, 10.0.0.0/8, ::1``); ValueError names a bad entry."""
     if not value:
@@ -404,6 +410,7 @@ class TrustedProxies:
         self.caPath = caPath
         self.crlCheck = crlCheck
         self.certHeader = certHeader
+        self._certKey = _headerKey(certHeader)
         self.chainHeader = chainHeader
         self.verifyHeader = verifyHeader
         self.stats = stats
@@ -471,6 +478,9 @@ class TrustedProxies:
 
     def credentialsFor(self, headers: Any, address: str, connection: ConnectionCredentials) -> ConnectionCredentials:
         """The credentials of a request: forwarded ones from a trusted front end, else ``connection``'s."""
+        byName = getattr(headers, "_as_list", None)  # Tornado's HTTPHeaders: a dict lookup, no KeyError per request
+        if byName is not None and self._certKey not in byName:
+            return connection
         certValue = headers.get(self.certHeader)
         if certValue is None:
             return connection
