@@ -428,6 +428,15 @@ def flushLogging() -> None:
             pass
 
 
+def _writeQueuedLines(handler: logging.Handler) -> None:
+    """Write what a handler being replaced still queues (its stream may already be closed: then nothing)."""
+    if isinstance(handler, BufferedStreamHandler) and handler._pending:
+        try:
+            handler.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def _flushBeforeFork() -> None:
     """A forked child must not inherit (and write again) lines its parent has queued."""
     flushLogging()
@@ -488,7 +497,7 @@ def setupLogging(
         root = logging.getLogger()
         if _handler is not None:
             root.removeHandler(_handler)
-            _handler.flush()
+            _writeQueuedLines(_handler)
         root.addHandler(handler)
         _handler = handler
         _configured = True
@@ -504,7 +513,7 @@ def resetLogging() -> None:
     with _state:
         if _handler is not None:
             logging.getLogger().removeHandler(_handler)
-            _handler.flush()
+            _writeQueuedLines(_handler)
         _handler = None
         _configured = False
 
