@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 from typing import Any, Iterator, Mapping, Optional, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import urllib3.exceptions as u3
@@ -48,6 +48,8 @@ CLIENT_CERT_ALERTS = {
     "TLSV1_ALERT_ACCESS_DENIED": "the server denied access to our certificate",
     "TLSV1_ALERT_DECRYPT_ERROR": "the server could not verify our certificate signature",
 }
+
+_FORM = "application/x-www-form-urlencoded"
 
 HOSTNAME_VERIFY_CODES = {62, 64}  # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH
 
@@ -264,7 +266,12 @@ class RequestsTransport(Transport):
         headers: Optional[Mapping[str, str]] = None,
     ) -> Response:
         pooled = self.registry.get(tls)
-        data: Any = list(fields) if fields is not None else body
+        data: Any = body
+        if fields is not None:
+            # Encoded here, as requests would (UTF-8, quote_plus, None values left out), but without its
+            # generic per-field type checks: a third of the client's CPU per call went there.
+            data = urlencode([(name, value) for name, value in fields if value is not None]).encode("ascii")
+            headers = {**headers, "Content-Type": _FORM} if headers else {"Content-Type": _FORM}
         started = time.monotonic()
         try:
             response = pooled.session.post(
