@@ -70,7 +70,7 @@ def _samples(server, pki) -> dict[str, float]:
     return {line.rpartition(" ")[0]: float(line.rpartition(" ")[2]) for line in response.text.splitlines() if line and not line.startswith("#")}
 
 
-def test_health_and_readiness_need_no_certificate(inProcess, faultpki):
+def test_health_and_readiness_need_no_certificate(inProcess, faultpki, tmp_path):
     server = inProcess()
     port = server.actualPort
     requestsBefore = server.stats.requests
@@ -81,15 +81,27 @@ def test_health_and_readiness_need_no_certificate(inProcess, faultpki):
     assert _get(port, "/healthz", faultpki, method="HEAD").status_code == 200
     refused = _get(port, "/healthz", faultpki, method="POST")
     assert refused.status_code == 405 and refused.json()["OK"] is False and "use GET" in refused.json()["Message"]
-    server.draining = True  # what a stop sets first
+    server.draining = True  # what a stop sets first (then it stops listening: here the port stays open)
+    for runtime in server.runtimes.values():
+        runtime.draining = True
     try:
         notReady = _get(port, "/readyz", faultpki)
         assert notReady.status_code == 503 and "draining" in notReady.json()["Message"]
         assert _get(port, "/healthz", faultpki).status_code == 200  # alive while draining
+        refused = requests.post(
+            f"https://127.0.0.1:{port}/Faults/Probe", data={"method": "record", "args": '["while-draining", 0]'},
+            cert=faultpki.proxy, verify=faultpki.caFile, timeout=30,
+        )
+        assert refused.status_code == 503 and refused.headers["Connection"] == "close"
+        assert "shutting down: this call was not executed" in refused.json()["Message"]
+        journal = tmp_path / "journal.txt"
+        assert not journal.exists() or "while-draining" not in journal.read_text()
     finally:
         server.draining = False
+        for runtime in server.runtimes.values():
+            runtime.draining = False
     assert server.stats.probes == 5  # the POST is refused by Tornado before the handler runs
-    assert server.stats.requests == requestsBefore  # probes are not RPC requests
+    assert server.stats.requests == requestsBefore + 1  # probes are not RPC requests; the refused call is
 
 
 def test_metrics_authorization_rules(inProcess, faultpki):
