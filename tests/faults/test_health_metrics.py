@@ -101,7 +101,8 @@ def test_health_and_readiness_need_no_certificate(inProcess, faultpki, tmp_path)
         for runtime in server.runtimes.values():
             runtime.draining = False
     assert server.stats.probes == 5  # the POST is refused by Tornado before the handler runs
-    assert server.stats.requests == requestsBefore + 1  # probes are not RPC requests; the refused call is
+    # probes are not RPC requests; the refused call is (counted once its answer is out, hence the wait)
+    waitUntil(lambda: server.stats.requests == requestsBefore + 1, "the refused call to be counted")
 
 
 def test_metrics_authorization_rules(inProcess, faultpki):
