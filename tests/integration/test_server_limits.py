@@ -184,30 +184,48 @@ def test_connections_beyond_max_are_closed(limitedServer, pki):
     assert limitedServer.call("ping")["OK"]
 
 
-@pytest.fixture(scope="module")
-def strict(pki, _serverSession):
-    """A server with short timeouts and a 1 KiB header limit."""
+def _startServer(pki, **options) -> RunningServer:
     from TornadoServices.Server.TornadoServer import TornadoServer
 
     loadCS(makeServerCFG(pki))
-    server = TornadoServer(
-        services=["Framework/Dummy"],
-        port=0,
-        address="127.0.0.1",
-        maxHeaderSize=1024,
-        idleConnectionTimeout=0.5,
-        bodyTimeout=0.5,
-    )
+    server = TornadoServer(services=["Framework/Dummy"], port=0, address="127.0.0.1", **options)
     server.startInThread()
-    handle = RunningServer(server, pki, makeServerCFG(pki, urlsPort=server.actualPort), "")
+    return RunningServer(server, pki, makeServerCFG(pki, urlsPort=server.actualPort), "")
+
+
+@pytest.fixture(scope="module")
+def strict(pki, _serverSession):
+    """A server with a 1 KiB header limit (and the default timeouts, which no case here reaches)."""
+    handle = _startServer(pki, maxHeaderSize=1024)
     yield handle
-    server.stop()
+    handle.server.stop()
 
 
 @pytest.fixture
 def strictServer(strict):
     loadCS(strict.cfgText)
     yield strict
+
+
+#: The idle timeout is counted from the accept: it bounds the TLS handshake and the request head of every new
+#: connection, so it is short only on the server of the timeout cases, and still long enough for a handshake
+#: on a loaded machine.
+IDLE_TIMEOUT = 3.0
+BODY_TIMEOUT = 0.5
+
+
+@pytest.fixture(scope="module")
+def impatient(pki, _serverSession):
+    """A server with short idle and body timeouts."""
+    handle = _startServer(pki, idleConnectionTimeout=IDLE_TIMEOUT, bodyTimeout=BODY_TIMEOUT)
+    yield handle
+    handle.server.stop()
+
+
+@pytest.fixture
+def impatientServer(impatient):
+    loadCS(impatient.cfgText)
+    yield impatient
 
 
 def _tlsSocket(server, pki):
@@ -244,23 +262,27 @@ def test_oversized_headers_close_the_connection(strictServer, pki):
     assert strictServer.call("ping")["OK"]
 
 
-def test_slow_headers_are_cut_by_the_idle_timeout(strictServer, pki):
-    with _tlsSocket(strictServer, pki) as tls:
+def test_slow_headers_are_cut_by_the_idle_timeout(impatientServer, pki):
+    with _tlsSocket(impatientServer, pki) as tls:
         tls.sendall(b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\n")  # never finishes the headers
         assert _closedByServer(tls) == b""
 
 
-def test_slow_body_is_cut_by_the_body_timeout(strictServer, pki):
-    with _tlsSocket(strictServer, pki) as tls:
+def test_slow_body_is_cut_by_the_body_timeout(impatientServer, pki):
+    stats = impatientServer.stats
+    cut = stats.requestsByStatus[499]
+    with _tlsSocket(impatientServer, pki) as tls:
         tls.sendall(
             b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nmethod=ping"
         )
         assert b"200 OK" not in _closedByServer(tls)
+    # the headers were read (a request started) and the connection was closed while its body was pending
+    _waitFor(lambda: stats.requestsByStatus[499] > cut, "the request cut during its body to be counted")
 
 
-def test_idle_keep_alive_connection_is_closed(strictServer, pki):
-    with _tlsSocket(strictServer, pki) as tls:
+def test_idle_keep_alive_connection_is_closed(impatientServer, pki):
+    with _tlsSocket(impatientServer, pki) as tls:
         body = b"method=ping&args=%5B%5D"
         tls.sendall(
             b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"

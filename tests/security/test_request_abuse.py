@@ -4,6 +4,11 @@ fresh connection right after proves the server still serves.
 
 Raw TLS sockets send what ``requests`` cannot (broken framing, half-open and slow connections). Waits are
 bounded by generous deadlines; a missing timeout shows up as a deadline reached, never as "too slow".
+
+A timeout is short only on the server of the cases that test it: the idle timeout also bounds the TLS
+handshake and the request head of every new connection (it is counted from the accept), and a body timeout
+bounds every body, so on a loaded machine a short one would cut the pings and the other cases' requests (a
+slow-body case cut by the idle timeout before its headers arrived never logs the body timeout).
 Cases already covered in tests/integration (announced body over the limit, malformed ``args``, dict
 ``args``, arity, bad ``extraCredentials``, a generator result) are not repeated here.
 """
@@ -26,22 +31,37 @@ from tests.security.conftest import PROBE, formRequest, handshakeRefusalLogged, 
 
 MAX_HEADER = 8192
 MAX_BODY = 512 * 1024
-TIMEOUT = 1.0  # idle, body and upload timeouts of the abuse server (seconds)
-DEADLINE = 30.0  # how long a test waits for the server to act (30 x the configured timeout)
+TIMEOUT = 1.0  # body and upload timeouts of slowServer (seconds)
+IDLE_TIMEOUT = 3.0  # idle timeout of idleServer: it also bounds the handshake and head of its pings
+DEADLINE = 30.0  # how long a test waits for the server to act (10-30 x the configured timeout)
+NEVER = 4 * DEADLINE  # the timeouts that a server's cases do not test: never reached while a case runs
+
+
+def _startAbuseServer(secpki, secCFG, **timeouts):
+    options = {"idleConnectionTimeout": NEVER, "bodyTimeout": NEVER, "uploadTimeout": NEVER, **timeouts}
+    return startServer(secpki, secCFG, crlCheck="chain", maxHeaderSize=MAX_HEADER, maxBodySize=MAX_BODY, **options)
 
 
 @pytest.fixture(scope="module")
 def abuseServer(secpki, secCFG):
-    handle = startServer(
-        secpki,
-        secCFG,
-        crlCheck="chain",
-        maxHeaderSize=MAX_HEADER,
-        maxBodySize=MAX_BODY,
-        idleConnectionTimeout=TIMEOUT,
-        bodyTimeout=TIMEOUT,
-        uploadTimeout=TIMEOUT,
-    )
+    """Small header and body limits; no timeout that a case could reach."""
+    handle = _startAbuseServer(secpki, secCFG)
+    yield handle
+    handle.server.stop()
+
+
+@pytest.fixture(scope="module")
+def idleServer(secpki, secCFG):
+    """The abuse limits and a short IdleConnectionTimeout (half-open handshakes, slowloris headers)."""
+    handle = _startAbuseServer(secpki, secCFG, idleConnectionTimeout=IDLE_TIMEOUT)
+    yield handle
+    handle.server.stop()
+
+
+@pytest.fixture(scope="module")
+def slowServer(secpki, secCFG):
+    """The abuse limits and short BodyTimeout / UploadTimeout (slow bodies)."""
+    handle = _startAbuseServer(secpki, secCFG, bodyTimeout=TIMEOUT, uploadTimeout=TIMEOUT)
     yield handle
     handle.server.stop()
 
@@ -169,24 +189,24 @@ def _clientHelloPrefix() -> bytes:
 
 
 @pytest.mark.parametrize("sendFirst", [b"", "partial-client-hello"], ids=["nothing", "partial-client-hello"])
-def test_half_open_handshake_blocks_nobody_and_is_closed(abuseServer, sendFirst):
-    stats = abuseServer.stats
-    abuseServer.quiesce()
-    raw = socket.create_connection(("127.0.0.1", abuseServer.port), timeout=DEADLINE)
+def test_half_open_handshake_blocks_nobody_and_is_closed(idleServer, sendFirst):
+    stats = idleServer.stats
+    idleServer.quiesce()
+    raw = socket.create_connection(("127.0.0.1", idleServer.port), timeout=DEADLINE)
     try:
         if sendFirst:
             raw.sendall(_clientHelloPrefix())
         waitFor(lambda: stats.openConnections == 1, "the server to hold the half-open connection")
-        abuseServer.ping()  # served while the half-open connection waits
+        idleServer.ping()  # served while the half-open connection waits
         assert _closedWithin(raw), "the half-open connection was never closed by the server"
     finally:
         raw.close()
     waitFor(lambda: stats.openConnections == 0, "the connection count to come back")
-    abuseServer.ping()
+    idleServer.ping()
 
 
-def test_slowloris_headers_are_cut_off(abuseServer):
-    tls = abuseServer.connect()
+def test_slowloris_headers_are_cut_off(idleServer):
+    tls = idleServer.connect()
     try:
         head = b"POST /Framework/Dummy HTTP/1.1\r\nHost: localhost\r\n" + b"X-Slow: " + b"a" * 5000
         closed, sent = _dripUntilClosed(tls, head)
@@ -194,7 +214,7 @@ def test_slowloris_headers_are_cut_off(abuseServer):
         assert sent < len(head)
     finally:
         tls.close()
-    abuseServer.ping()
+    idleServer.ping()
 
 
 def _assertBodyTimeoutLogged(caplog, port: int) -> None:
@@ -204,9 +224,9 @@ def _assertBodyTimeoutLogged(caplog, port: int) -> None:
     )
 
 
-def test_slow_form_body_is_cut_off_and_logged(abuseServer, caplog):
+def test_slow_form_body_is_cut_off_and_logged(slowServer, caplog):
     caplog.set_level(logging.INFO, logger="TornadoServices")
-    tls = abuseServer.connect()
+    tls = slowServer.connect()
     port = tls.getsockname()[1]
     try:
         body = b"method=echo&args=%5B%22" + b"x" * 5000 + b"%22%5D"
@@ -219,12 +239,12 @@ def test_slow_form_body_is_cut_off_and_logged(abuseServer, caplog):
     finally:
         tls.close()
     _assertBodyTimeoutLogged(caplog, port)
-    abuseServer.ping()
+    slowServer.ping()
 
 
-def test_slow_streamed_upload_is_cut_off_and_logged(abuseServer, caplog):
+def test_slow_streamed_upload_is_cut_off_and_logged(slowServer, caplog):
     caplog.set_level(logging.INFO, logger="TornadoServices")
-    tls = abuseServer.connect()
+    tls = slowServer.connect()
     port = tls.getsockname()[1]
     try:
         head = (
@@ -237,7 +257,7 @@ def test_slow_streamed_upload_is_cut_off_and_logged(abuseServer, caplog):
     finally:
         tls.close()
     _assertBodyTimeoutLogged(caplog, port)
-    abuseServer.ping()
+    slowServer.ping()
 
 
 # ---- HTTP limits -------------------------------------------------------------------------------------------
@@ -467,8 +487,9 @@ def test_non_utf8_query_argument_is_400(abuseServer):
     abuseServer.ping()
 
 
-def test_after_the_abuse_every_identity_is_served_and_nothing_is_left_open(abuseServer, secpki):
-    for cert in ("proxy", "user", "user2Proxy"):
-        assert decode(abuseServer.post("whoami", cert=secpki.cert(cert)).text)[0]["OK"]
-    abuseServer.settle()
-    waitFor(lambda: abuseServer.stats.openConnections == 0, "every connection of the abuse cases to be closed")
+def test_after_the_abuse_every_identity_is_served_and_nothing_is_left_open(abuseServer, idleServer, slowServer, secpki):
+    for server in (abuseServer, idleServer, slowServer):
+        for cert in ("proxy", "user", "user2Proxy"):
+            assert decode(server.post("whoami", cert=secpki.cert(cert)).text)[0]["OK"]
+        server.settle()
+        waitFor(lambda s=server: s.stats.openConnections == 0, "every connection of the abuse cases to be closed")
