@@ -17,7 +17,7 @@ import pytest
 from TornadoServices.Client.AsyncTornadoClient import AsyncTornadoClient
 from TornadoServices.Client.Client import Client, executeRPCStub
 from TornadoServices.Client.private.pool import gSessionRegistry
-from TornadoServices.Client.private.TornadoBaseClient import resetBannedURLs
+from TornadoServices.Client.private.TornadoBaseClient import getDefaultTransport, resetBannedURLs
 from TornadoServices.Client.RPCClientSelector import RPCClientSelector, TransferClientSelector
 from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.Client.TransferClient import TransferClient
@@ -188,14 +188,16 @@ def test_failover_from_dead_url_to_live_one(running_server):
 
 
 class CountingEvent(threading.Event):
-    """The Dummy handler's wake-up event, counting the sleeping calls that wait on it."""
+    """The Dummy handler's wake-up event, counting the sleeping calls that wait on it (``started``: one did)."""
 
     def __init__(self):
         super().__init__()
         self.waits = 0
+        self.started = threading.Event()
 
     def wait(self, timeout=None):
         self.waits += 1
+        self.started.set()
         return super().wait(timeout)
 
 
@@ -203,12 +205,25 @@ def test_timed_out_call_is_not_resent(running_server, monkeypatch):
     handler = running_server.handlerClass()
     wakeUp = CountingEvent()
     monkeypatch.setattr(handler, "wakeUp", wakeUp)
-    otherSpelling = running_server.url().replace("127.0.0.1", "localhost")
+    urls = [running_server.url(), running_server.url().replace("127.0.0.1", "localhost")]
+    for url in urls:  # warm: the timed call only writes to an open connection, it cannot fail to be sent
+        assert TornadoClient(url).ping()["OK"]
+    posts = []
+
+    class CountingTransport:
+        """The process-wide transport, noting every URL a request is sent to."""
+
+        def post(self, url, *args, **kwargs):
+            posts.append(url)
+            return getDefaultTransport().post(url, *args, **kwargs)
+
+    client = TornadoClient(",".join(urls), timeout=1, transport=CountingTransport())
     try:
-        result = TornadoClient(f"{running_server.url()},{otherSpelling}", timeout=1).sleep(30)
+        result = client.sleep(30)
         assert not result["OK"] and result["Errno"] == errno.ETIMEDOUT
         assert "may or may not have been executed" in result["Message"]
-        time.sleep(0.5)
+        assert len(posts) == 1, f"the timed-out call was sent once, not resent to the other URL: {posts}"
+        assert wakeUp.started.wait(60), "the timed-out call never reached the handler"
     finally:
         wakeUp.set()
     assert wakeUp.waits == 1, "the timed-out call ran exactly once, on one server"
