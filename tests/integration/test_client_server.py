@@ -89,26 +89,23 @@ def test_delegation_from_a_trusted_host(running_server, pki):
     assert result["Value"]["DN"] == pki.userDN and result["Value"]["group"] == "dirac_user"
 
 
-def test_async_client_on_an_event_loop(running_server):
+def test_async_client_on_an_event_loop(running_server, monkeypatch):
+    wakeUp = threading.Event()
+    monkeypatch.setattr(running_server.handlerClass(), "wakeUp", wakeUp)
     client = AsyncTornadoClient("Framework/Dummy")
 
+    async def callsThenWake():
+        """Two more calls and then the wake-up, all while the sleeping call is in flight: the loop keeps running."""
+        results = [await client.asyncSleep(0.3), await client.add(1, 2), await client.echo("e")]
+        wakeUp.set()
+        return results
+
     async def main():
-        ticks = 0
+        return await asyncio.gather(client.sleep(30), callsThenWake())
 
-        async def ticker():
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        task = asyncio.ensure_future(ticker())
-        results = await asyncio.gather(client.asyncSleep(0.3), client.add(1, 2), client.echo("e"))
-        task.cancel()
-        return results, ticks
-
-    (slept, added, echoed), ticks = asyncio.run(main())
+    sleeper, (slept, added, echoed) = asyncio.run(main())
     assert slept["OK"] and added["Value"] == 3 and echoed["Value"] == "e"
-    assert ticks >= 5
+    assert sleeper["OK"] and sleeper["Value"]["wokenUp"], "the sleeping call was ended by the loop, not by its 30 s"
 
 
 def test_large_payload_round_trip(running_server):
