@@ -9,7 +9,6 @@ import signal
 import socket
 import ssl
 import threading
-import time
 
 import pytest
 from cryptography import x509
@@ -38,7 +37,7 @@ def _started(server, callId: str) -> bool:
 
 
 def test_sigterm_drains_running_calls_and_refuses_new_ones(launch, faultenv):
-    server = launch(tornado={"ShutdownTimeout": 20})
+    server = launch(tornado={"ShutdownTimeout": 600})  # far beyond any wait below: the drain must end with the calls
     context = clientContext(faultenv, faultenv.proxy)
     idle = tlsConnect(server.port, context)  # a keep-alive connection between two calls at SIGTERM time
     idle.sendall(rpcRequest(PROBE, "pid"))
@@ -48,7 +47,6 @@ def test_sigterm_drains_running_calls_and_refuses_new_ones(launch, faultenv):
     thread, result = _inBackground(lambda: _client(server).record("drain-sleeper", 3.0))
     waitUntil(lambda: _started(server, "drain-sleeper") and _started(server, "drain-pipelined"), "both calls to run")
 
-    signalled = time.monotonic()
     server.signal(signal.SIGTERM)
     server.waitFor("Draining 2 calls running")
     with pytest.raises(ConnectionRefusedError):
@@ -65,21 +63,19 @@ def test_sigterm_drains_running_calls_and_refuses_new_ones(launch, faultenv):
     thread.join(30)
     assert result and result[0]["OK"], result
     assert result[0]["Value"]["callId"] == "drain-sleeper"
-    assert server.wait() == 0, server.text
-    assert time.monotonic() - signalled < 20  # done when the calls were, not at ShutdownTimeout
+    assert server.wait() == 0, server.text  # done when the calls were, long before ShutdownTimeout
+    assert "Drain timeout" not in server.text
     assert not _started(server, "drain-after")
 
 
 def test_calls_running_past_shutdown_timeout_end_with_a_clear_error(launch, faultenv):
     server = launch(tornado={"ShutdownTimeout": 1})
-    thread, result = _inBackground(lambda: _client(server, timeout=40).record("too-long", 30.0))
+    thread, result = _inBackground(lambda: _client(server, timeout=900).record("too-long", 600.0))
     waitUntil(lambda: _started(server, "too-long"), "the long call to run")
-    signalled = time.monotonic()
     server.signal(signal.SIGTERM)
-    assert server.wait(30) == 0
-    thread.join(30)
+    assert server.wait(60) == 0  # cut at ShutdownTimeout, long before the call's 600 s
+    thread.join(60)
     assert not thread.is_alive(), "the client hangs"
-    assert time.monotonic() - signalled < 15
     assert not result[0]["OK"]
     assert "may or may not have been executed" in result[0]["Message"], result[0]
     assert "Drain timeout" in server.text
