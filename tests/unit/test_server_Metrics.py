@@ -38,6 +38,17 @@ def test_metrics_access_rules(cs, pki):
     assert metricsAccess("group:dirac_admin", "192.0.2.10", user)[0] == 403
 
 
+def test_metrics_access_follows_the_server_proxy_settings(cs, pki):
+    def proxy(**kind) -> ConnectionCredentials:
+        return ConnectionCredentials({"DN": pki.userDN, "group": "dirac_user", "isProxy": True, **kind}, None, 1e12)
+
+    limited, independent = proxy(isLimitedProxy=True), proxy(isLimitedProxy=False, isIndependentProxy=True)
+    assert metricsAccess("authenticated", "192.0.2.10", limited)[0] == 403
+    assert metricsAccess("authenticated", "192.0.2.10", limited, acceptLimitedProxies=True) is None
+    assert metricsAccess("authenticated", "192.0.2.10", independent)[0] == 403
+    assert metricsAccess("authenticated", "192.0.2.10", independent, acceptIndependentProxies=True) is None
+
+
 def test_handshake_failure_labels():
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     verify.verify_message = "certificate has expired"

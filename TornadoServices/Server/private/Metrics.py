@@ -387,12 +387,21 @@ class ReadyHandler(_ProbeHandler):
             self.answer(200, S_OK({"status": "ready", "services": sorted(server.runtimes)}))
 
 
-def metricsAccess(rule: str, peer: str, credentials: Any) -> Optional[tuple[int, dict[str, Any]]]:
+def metricsAccess(
+    rule: str,
+    peer: str,
+    credentials: Any,
+    *,
+    acceptLimitedProxies: bool = False,
+    acceptIndependentProxies: bool = False,
+) -> Optional[tuple[int, dict[str, Any]]]:
     """None when the caller may read /metrics, else (status, S_ERROR).
 
     ``rule`` is ``/Systems/Tornado/MetricsAuthorization``: ``open`` (anyone, no certificate), ``loopback``
     (no certificate needed from 127.0.0.0/8 or ::1), and/or an authorisation rule as for a method
-    (``authenticated``, properties, ``group:<g>``, ``vo:<v>``) that the caller's certificate must satisfy.
+    (``authenticated``, properties, ``group:<g>``, ``vo:<v>``) that the caller's certificate must satisfy,
+    with limited and independent proxies treated as the server's AcceptLimitedProxies /
+    AcceptIndependentProxies say, as for any method.
     """
     from TornadoServices.Server.AuthManager import AuthManager, normaliseRule
 
@@ -415,7 +424,12 @@ def metricsAccess(rule: str, peer: str, credentials: Any) -> Optional[tuple[int,
     if credentials.error is not None:
         return 401, credentials.error
     creds = dict(credentials.credDict or {})
-    if AuthManager("/Systems/Tornado/MetricsAuthorization").matchRule(remaining, creds):
+    authManager = AuthManager(
+        "/Systems/Tornado/MetricsAuthorization",
+        acceptLimitedProxies=acceptLimitedProxies,
+        acceptIndependentProxies=acceptIndependentProxies,
+    )
+    if authManager.matchRule(remaining, creds):
         return None
     return 403, S_ERROR(
         DErrno.ENOAUTH,
@@ -429,7 +443,14 @@ class MetricsHandler(_ProbeHandler):
     def get(self) -> None:
         server = self.tsServer
         peer = self.request.remote_ip or ""
-        refusal = metricsAccess(server.settings.metricsAuthorization, peer, server.requestCredentials(self.request))
+        settings = server.settings
+        refusal = metricsAccess(
+            settings.metricsAuthorization,
+            peer,
+            server.requestCredentials(self.request),
+            acceptLimitedProxies=settings.acceptLimitedProxies,
+            acceptIndependentProxies=settings.acceptIndependentProxies,
+        )
         if refusal is not None:
             status, result = refusal
             reason = "no certificate" if status == 401 else "not authorized"
