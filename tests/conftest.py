@@ -90,12 +90,17 @@ class TestPKI:
         return (self.untrustedHostCert, self.untrustedHostKey)
 
 
-def makeTestPKI(directory: Path) -> TestPKI:
-    """Create the development PKI of the tests under ``directory``."""
+def makeTestPKI(directory: Union[str, Path], caDN: Optional[str] = None, keyType: str = "rsa") -> TestPKI:
+    """Create the development PKI of the tests under ``directory``.
+
+    ``caDN``: subject of a CA of its own (default: the development CA's). ``keyType``: key of the
+    credentials that are not the CA, the host, devuser or its group proxy (``"ec"`` is much faster to make).
+    """
     from TornadoServices.Security import DevPKI
 
     d = str(directory)
-    ca = DevPKI.CertificateAuthority()
+    os.makedirs(d, exist_ok=True)
+    ca = DevPKI.CertificateAuthority(caDN) if caDN else DevPKI.CertificateAuthority()
     caDir = os.path.join(d, "certificates")
     DevPKI.writeCADirectory(caDir, [ca])
     caFile = os.path.join(d, "ca.pem")
@@ -109,10 +114,10 @@ def makeTestPKI(directory: Path) -> TestPKI:
 
     host = ca.issueHost()
     user = ca.issueUser()
-    user2 = ca.issueUser("otheruser")
-    stranger = ca.issueUser("stranger")
-    suspended = ca.issueUser("suspendeduser")
-    untrustedHost = ca.issueHost("worker.example.org", sans=["worker.example.org"])
+    user2 = ca.issueUser("otheruser", keyType=keyType)
+    stranger = ca.issueUser("stranger", keyType=keyType)
+    suspended = ca.issueUser("suspendeduser", keyType=keyType)
+    untrustedHost = ca.issueHost("worker.example.org", sans=["worker.example.org"], keyType=keyType)
     hostCert, hostKey = pair(host, "host")
     userCert, userKey = pair(user, "user")
     user2Cert, user2Key = pair(user2, "otheruser")
@@ -148,11 +153,11 @@ def makeTestPKI(directory: Path) -> TestPKI:
         untrustedHostKey=untrustedKey,
         untrustedHostDN=untrustedHost.dn,
         proxy=proxyFile(proxy, "proxy"),
-        adminProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_admin"), "adminproxy"),
-        proxyNoGroup=proxyFile(DevPKI.makeProxy(user), "proxynogroup"),
-        proxyOfProxy=proxyFile(DevPKI.makeProxy(proxy), "proxyofproxy"),
-        limitedProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_user", limited=True), "limitedproxy"),
-        user2Proxy=proxyFile(DevPKI.makeProxy(user2, group="dirac_user"), "otheruserproxy"),
+        adminProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_admin", keyType=keyType), "adminproxy"),
+        proxyNoGroup=proxyFile(DevPKI.makeProxy(user, keyType=keyType), "proxynogroup"),
+        proxyOfProxy=proxyFile(DevPKI.makeProxy(proxy, keyType=keyType), "proxyofproxy"),
+        limitedProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_user", limited=True, keyType=keyType), "limitedproxy"),
+        user2Proxy=proxyFile(DevPKI.makeProxy(user2, group="dirac_user", keyType=keyType), "otheruserproxy"),
     )
 
 

@@ -6,7 +6,6 @@ forked by a supervisor never outlives a test. Output goes to files (no pipe can 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import re
@@ -20,23 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from tests import conftest as shared
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-
-
-def _loadSharedHelpers() -> Any:
-    """tests/conftest.py under its own module name (a plain ``import conftest`` may find another suite's)."""
-    name = "tornadoServicesSharedTestHelpers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / "conftest.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-shared = _loadSharedHelpers()
 LISTENING = re.compile(r"Listening on https://\S+:(\d+) ")
 WORKER_READY = re.compile(r"Worker ready (\d+) \(pid (\d+)\)")
 TIMEOUT = 60.0

@@ -13,14 +13,12 @@
     ``gConfig`` reloaded with ``secCFG`` before each test, emptied afterwards (tests may change options).
 
 The helpers shared with the other suites (``makeTestPKI``, ``makeServerCFG``, ``loadCS``, ``RunningServer``)
-are read from ``tests/conftest.py`` and re-exported, so ``from conftest import ...`` keeps working in any
-collection order.
+come from ``tests/conftest.py``.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
 import os
 import socket
 import ssl
@@ -32,25 +30,11 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from tests.conftest import RunningServer, loadCS, makeServerCFG, makeTestPKI
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # SecurityProbeHandler and jencodeCanary
-
-
-def _loadSharedHelpers() -> Any:
-    spec = importlib.util.spec_from_file_location("tornadoServicesSharedTestHelpers", HERE.parent / "conftest.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[spec.name] = module  # type: ignore[union-attr]  (dataclasses look their module up)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-_shared = _loadSharedHelpers()
-makeTestPKI = _shared.makeTestPKI
-makeServerCFG = _shared.makeServerCFG
-loadCS = _shared.loadCS
-RunningServer = _shared.RunningServer
-TestPKI = _shared.TestPKI
 
 TIMEOUT = 30.0
 PROBE = "Security/Probe"
@@ -138,71 +122,6 @@ def _sha1Certificate(ca: Any, directory: str, name: str) -> Optional[str]:
     return credential
 
 
-def _makeBasePKI(directory: str) -> Any:
-    """The shared test layout (see tests/conftest.py TestPKI) with a new CA; EC keys where RSA does not matter."""
-    from TornadoServices.Security import DevPKI
-
-    os.makedirs(directory, exist_ok=True)
-    ca = DevPKI.CertificateAuthority("/DC=org/DC=tornadoservices/CN=TornadoServices Security Test CA")
-    caDir = os.path.join(directory, "certificates")
-    DevPKI.writeCADirectory(caDir, [ca])
-    caFile = os.path.join(directory, "ca.pem")
-    with open(caFile, "wb") as fd:
-        fd.write(ca.certPEM())
-
-    def pair(cred: Any, name: str) -> tuple[str, str]:
-        cert, key = os.path.join(directory, f"{name}cert.pem"), os.path.join(directory, f"{name}key.pem")
-        cred.writeCertAndKey(cert, key, force=True)
-        return cert, key
-
-    def proxyFile(cred: Any, name: str) -> str:
-        return cred.writeProxyFile(os.path.join(directory, f"{name}.pem"))
-
-    host = ca.issueHost()
-    user = ca.issueUser()
-    user2 = ca.issueUser("otheruser", keyType="ec")
-    stranger = ca.issueUser("stranger", keyType="ec")
-    suspended = ca.issueUser("suspendeduser", keyType="ec")
-    worker = ca.issueHost("worker.example.org", sans=["worker.example.org"], keyType="ec")
-    proxy = DevPKI.makeProxy(user, group="dirac_user")
-    hostCert, hostKey = pair(host, "host")
-    userCert, userKey = pair(user, "user")
-    user2Cert, user2Key = pair(user2, "otheruser")
-    strangerCert, strangerKey = pair(stranger, "stranger")
-    suspendedCert, suspendedKey = pair(suspended, "suspendeduser")
-    workerCert, workerKey = pair(worker, "workerhost")
-    return TestPKI(
-        directory=directory,
-        caDir=caDir,
-        caFile=caFile,
-        ca=ca,
-        hostCert=hostCert,
-        hostKey=hostKey,
-        hostDN=host.dn,
-        userCert=userCert,
-        userKey=userKey,
-        userDN=user.dn,
-        user2Cert=user2Cert,
-        user2Key=user2Key,
-        user2DN=user2.dn,
-        strangerCert=strangerCert,
-        strangerKey=strangerKey,
-        strangerDN=stranger.dn,
-        suspendedCert=suspendedCert,
-        suspendedKey=suspendedKey,
-        suspendedDN=suspended.dn,
-        untrustedHostCert=workerCert,
-        untrustedHostKey=workerKey,
-        untrustedHostDN=worker.dn,
-        proxy=proxyFile(proxy, "proxy"),
-        adminProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_admin", keyType="ec"), "adminproxy"),
-        proxyNoGroup=proxyFile(DevPKI.makeProxy(user, keyType="ec"), "proxynogroup"),
-        proxyOfProxy=proxyFile(DevPKI.makeProxy(proxy, keyType="ec"), "proxyofproxy"),
-        limitedProxy=proxyFile(DevPKI.makeProxy(user, group="dirac_user", limited=True, keyType="ec"), "limitedproxy"),
-        user2Proxy=proxyFile(DevPKI.makeProxy(user2, group="dirac_user", keyType="ec"), "otheruserproxy"),
-    )
-
-
 def makeSecurityPKI(directory: Path) -> SecurityPKI:
     """Create the suite's PKI under ``directory`` (own CA; ``revokeduser`` revoked in its CRL).
 
@@ -216,7 +135,7 @@ def makeSecurityPKI(directory: Path) -> SecurityPKI:
     from TornadoServices.Security.X509Chain import generateKey
 
     d = str(directory)
-    base = _makeBasePKI(os.path.join(d, "base"))
+    base = makeTestPKI(os.path.join(d, "base"), caDN="/DC=org/DC=tornadoservices/CN=TornadoServices Security Test CA", keyType="ec")
     ca = base.ca
     now = datetime.datetime.now(datetime.timezone.utc)
     hour = datetime.timedelta(hours=1)
