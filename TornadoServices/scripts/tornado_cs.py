@@ -183,17 +183,6 @@ def _describe(operation: dict[str, str]) -> str:
 # ---- helpers ---------------------------------------------------------------------------------------
 
 
-def _lookup(cfg: CFG, path: str) -> Any:
-    from TornadoServices.ConfigurationSystem.Client.ConfigurationData import splitPath
-
-    node: Any = cfg
-    for part in splitPath(path):
-        if not isinstance(node, CFG) or part not in node.listAll():
-            return None
-        node = node[part]
-    return node
-
-
 def _normaliseVersion(text: str) -> str:
     text = text.strip()
     if len(text) > 10 and text[10] == "T":
@@ -264,10 +253,12 @@ def _needArgs(ctx: _Context, count: int, usage: str, maximum: int | None = None)
 
 
 def cmdShow(ctx: _Context) -> None:
+    from TornadoServices.ConfigurationSystem.Client.ConfigurationData import cfgNode
+
     arguments = _needArgs(ctx, 0, "show [PATH]", 1)
     path = arguments[0] if arguments else "/"
     cfg = _check(ctx.api().getCurrentCFG(), "Cannot read the configuration")
-    node = _lookup(cfg, path)
+    node = cfgNode(cfg, path)
     if node is None:
         raise _Failure(f"{path} does not exist in the configuration (version {ctx.api().getVersion()})")
     if isinstance(node, CFG):
@@ -277,10 +268,12 @@ def cmdShow(ctx: _Context) -> None:
 
 
 def cmdGet(ctx: _Context) -> None:
+    from TornadoServices.ConfigurationSystem.Client.ConfigurationData import cfgNode
+
     (path,) = _needArgs(ctx, 1, "get /Path/To/Option")
     value = ctx.api().getValue(path)
     if value is None:
-        if _lookup(_check(ctx.api().getCurrentCFG(), "Cannot read the configuration"), path) is not None:
+        if cfgNode(_check(ctx.api().getCurrentCFG(), "Cannot read the configuration"), path) is not None:
             raise _Failure(f"{path} is a section, not an option: use tornado-cs show {path}")
         raise _Failure(f"Option {path} does not exist (version {ctx.api().getVersion()})")
     ctx.out(value)

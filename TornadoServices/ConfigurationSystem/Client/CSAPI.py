@@ -19,7 +19,7 @@ from typing import Any
 from diraccfg import CFG
 
 from TornadoServices.ConfigurationSystem.Client.ConfigurationClient import ConfigurationClient
-from TornadoServices.ConfigurationSystem.Client.ConfigurationData import gConfigurationData, splitPath
+from TornadoServices.ConfigurationSystem.Client.ConfigurationData import cfgNode, gConfigurationData, splitPath
 from TornadoServices.ConfigurationSystem.private.ServiceInterface import (
     compressCFG,
     decompressCFG,
@@ -35,16 +35,6 @@ from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 __all__ = ["CSAPI"]
 
 sLog = gLogger.getSubLogger("CSAPI")
-
-
-def _node(cfg: CFG, path: str) -> Any:
-    """Return the section (CFG) or option (str) at ``path``, None when missing."""
-    node: Any = cfg
-    for part in splitPath(path):
-        if not isinstance(node, CFG) or part not in node.listAll():
-            return None
-        node = node[part]
-    return node
 
 
 def _listValue(value: str | None) -> list[str]:
@@ -130,17 +120,17 @@ class CSAPI:
 
     def getValue(self, optionPath: str, defaultValue: Any = None) -> Any:
         """Return the option text at ``optionPath`` in the working copy, ``defaultValue`` when missing."""
-        value = _node(self._cfg, optionPath)
+        value = cfgNode(self._cfg, optionPath)
         return value if isinstance(value, str) else defaultValue
 
     def getOptions(self, sectionPath: str) -> list[str]:
         """Return the option names of a section of the working copy ([] when missing)."""
-        section = _node(self._cfg, sectionPath)
+        section = cfgNode(self._cfg, sectionPath)
         return section.listOptions() if isinstance(section, CFG) else []
 
     def getSections(self, sectionPath: str) -> list[str]:
         """Return the subsection names of a section of the working copy ([] when missing)."""
-        section = _node(self._cfg, sectionPath)
+        section = cfgNode(self._cfg, sectionPath)
         return section.listSections() if isinstance(section, CFG) else []
 
     def listUsers(self, group: str | bool = False) -> dict:
@@ -190,7 +180,7 @@ class CSAPI:
     def setOptionComment(self, optionPath: str, comment: str) -> dict:
         """Set the comment of an existing option or section."""
         parts = splitPath(optionPath)
-        parent = _node(self._cfg, "/".join(parts[:-1]))
+        parent = cfgNode(self._cfg, "/".join(parts[:-1]))
         if not parts or not isinstance(parent, CFG) or parts[-1] not in parent.listAll():
             return S_ERROR(f"Cannot comment {optionPath}: it does not exist")
         return self._edit(lambda: parent.setComment(parts[-1], comment), f"Commented {optionPath}", optionPath)
@@ -208,20 +198,20 @@ class CSAPI:
             ensureSection(self._cfg, sectionPath)
             if comment:
                 parts = splitPath(sectionPath)
-                parent = _node(self._cfg, "/".join(parts[:-1]))
+                parent = cfgNode(self._cfg, "/".join(parts[:-1]))
                 parent.setComment(parts[-1], comment)
 
         return self._edit(create, f"Created section {sectionPath}", sectionPath)
 
     def delSection(self, sectionPath: str) -> dict:
         """Delete a section and everything under it."""
-        if not isinstance(_node(self._cfg, sectionPath), CFG):
+        if not isinstance(cfgNode(self._cfg, sectionPath), CFG):
             return S_ERROR(f"Could not delete section {sectionPath}: no such section")
         return self._edit(lambda: deleteCFGEntry(self._cfg, sectionPath), f"Deleted section {sectionPath}", sectionPath)
 
     def copySection(self, originalPath: str, targetPath: str) -> dict:
         """Copy a section (contents merged into the target)."""
-        source = _node(self._cfg, originalPath)
+        source = cfgNode(self._cfg, originalPath)
         if not isinstance(source, CFG):
             return S_ERROR(f"Cannot copy {originalPath}: no such section")
         return self.mergeCFGUnderSection(targetPath, source.clone())
@@ -243,7 +233,7 @@ class CSAPI:
             if not parts:
                 self._cfg = merged
                 return
-            parent = _node(self._cfg, "/".join(parts[:-1]))
+            parent = cfgNode(self._cfg, "/".join(parts[:-1]))
             parent.deleteKey(parts[-1])
             parent.createNewSection(parts[-1], contents=merged)
 
@@ -291,7 +281,7 @@ class CSAPI:
     def sortUsersAndGroups(self) -> None:
         """Sort users and hosts alphabetically and each group's Users list."""
         for path in ("/Registry/Users", "/Registry/Hosts"):
-            section = _node(self._cfg, path)
+            section = cfgNode(self._cfg, path)
             if isinstance(section, CFG):
                 section.sortAlphabetically()
         for group in self.getSections("/Registry/Groups"):

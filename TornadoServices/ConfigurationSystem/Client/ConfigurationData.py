@@ -22,6 +22,7 @@ from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 __all__ = [
     "CFGSyntaxError",
     "ConfigurationData",
+    "cfgNode",
     "ConfigurationSnapshot",
     "gConfigurationData",
     "loadCFGFromText",
@@ -51,6 +52,16 @@ class CFGSyntaxError(ValueError):
 def splitPath(path: str) -> list[str]:
     """Split a CS path on '/', stripping components and ignoring empty ones (so a//b == a/b)."""
     return [part.strip() for part in path.split("/") if part.strip()]
+
+
+def cfgNode(cfg: CFG, path: str) -> Any:
+    """The section (CFG) or option text at ``path`` of ``cfg``, None when it is missing."""
+    node: Any = cfg
+    for part in splitPath(path):
+        if not isinstance(node, CFG) or part not in node.listAll():
+            return None
+        node = node[part]
+    return node
 
 
 def toCFGValue(value: Any) -> str:
