@@ -38,6 +38,7 @@ from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import encode
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 from TornadoServices.Server.private.Stats import LATENCY_BUCKETS
+from TornadoServices.Server.private.Supervisor import processAlive
 
 __all__ = [
     "HealthHandler",
@@ -123,16 +124,6 @@ def workerState(server: Any) -> dict[str, Any]:
     return state
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _mergeCounters(total: dict[str, Any], state: dict[str, Any]) -> None:
     """Add the counters of ``state`` into ``total`` (both JSON-shaped states)."""
     for key in _COUNTERS:
@@ -203,7 +194,7 @@ class MetricsDirectory:
                     continue
                 if state.get("pid") == own["pid"]:
                     continue
-                if _alive(int(state.get("pid", 0))):
+                if processAlive(int(state.get("pid", 0))):
                     live.append(state)
                 else:
                     _mergeCounters(retired, state)

@@ -60,7 +60,8 @@ class PidFileError(RuntimeError):
     """The PID file names a running process, or cannot be written."""
 
 
-def _processAlive(pid: int) -> bool:
+def processAlive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -96,7 +97,7 @@ class PidFile:
     def acquire(self) -> None:
         """Write this process's pid; PidFileError when the file names another running process."""
         pid = self.read()
-        if pid is not None and pid != os.getpid() and _processAlive(pid):
+        if pid is not None and pid != os.getpid() and processAlive(pid):
             command = _commandLine(pid)
             described = f" ({command})" if command else ""
             raise PidFileError(
