@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -420,3 +421,37 @@ def x509env(monkeypatch: pytest.MonkeyPatch, pki: TestPKI) -> TestPKI:
     monkeypatch.setenv("DIRAC_X509_HOST_KEY", pki.hostKey)
     monkeypatch.delenv("GRID_PROXY_FILE", raising=False)
     return pki
+
+
+# ------------------------------------------------------------------------------------------------------
+# Memory
+def _rssKiB() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRSS:
+    """Samples this process's resident memory in a thread while the block runs; ``growthMiB``: peak minus start."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.start = self.peak = _rssKiB()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.01):
+            self.peak = max(self.peak, _rssKiB())
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, _rssKiB())
+
+    @property
+    def growthMiB(self) -> float:
+        return (self.peak - self.start) / 1024

@@ -23,6 +23,7 @@ from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.Client.TransferClient import TransferClient
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Security import DevPKI
+from tests.conftest import PeakRSS
 
 
 @pytest.fixture(autouse=True)
@@ -261,37 +262,6 @@ def test_sixteen_threads_sharing_clients(running_server):
 
 
 # ---------------------------------------------------------------- transfers
-def _rssKiB() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class PeakRSS:
-    """Peak resident memory growth of this process (client and in-process server) while the block runs."""
-
-    def __enter__(self):
-        self.start = self.peak = _rssKiB()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.done.wait(0.01):
-            self.peak = max(self.peak, _rssKiB())
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-
-    @property
-    def growthMiB(self) -> float:
-        return (self.peak - self.start) / 1024
-
-
 TRANSFER_SIZE = 1 << 30
 
 

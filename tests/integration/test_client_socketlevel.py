@@ -25,6 +25,7 @@ from TornadoServices.Client.TransferClient import TransferClient
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Security import DevPKI
 from TornadoServices.Security.TLS import makeServerContext
+from tests.conftest import PeakRSS
 
 PATH = "/Framework/Dummy"
 
@@ -443,39 +444,6 @@ def test_sixteen_threads_share_clients_and_pool(servers, tlsPKI):
 
 
 # ---------------------------------------------------------------- transfers in bounded memory
-def _rssKiB() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class PeakRSS:
-    """Samples this process's resident memory in a thread; ``growthMiB`` is peak minus the start value."""
-
-    def __enter__(self):
-        self.start = _rssKiB()
-        self.peak = self.start
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self):
-        while not self.done.wait(0.01):
-            self.peak = max(self.peak, _rssKiB())
-
-    def __exit__(self, *exc):
-        self.done.set()
-        self.thread.join()
-        self.peak = max(self.peak, _rssKiB())
-
-    @property
-    def growthMiB(self) -> float:
-        return (self.peak - self.start) / 1024
-
-
 SIZE = 1 << 30
 
 
