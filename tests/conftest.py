@@ -455,3 +455,15 @@ class PeakRSS:
     @property
     def growthMiB(self) -> float:
         return (self.peak - self.start) / 1024
+
+
+# ------------------------------------------------------------------------------------------------------
+# Raw HTTP
+def parseResponseHead(head: bytes) -> tuple[int, dict[str, str]]:
+    """(status, lower-cased headers) of the head of a raw HTTP/1.1 answer (without the blank line)."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split()[1]), headers

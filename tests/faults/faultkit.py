@@ -377,12 +377,7 @@ def readResponse(sock: ssl.SSLSocket) -> Optional[tuple[int, dict[str, str], byt
             return None
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers = shared.parseResponseHead(head)
     length = int(headers.get("content-length", "0"))
     while len(body) < length:
         chunk = sock.recv(65536)

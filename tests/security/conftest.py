@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 
 import pytest
 
-from tests.conftest import RunningServer, loadCS, makeServerCFG, makeTestPKI
+from tests.conftest import RunningServer, loadCS, makeServerCFG, makeTestPKI, parseResponseHead
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -475,12 +475,7 @@ def tlsAttempt(server: SecurityServer, context: ssl.SSLContext, request: bytes =
 def responseBody(response: bytes) -> tuple[int, dict[str, str], bytes]:
     """(status, lower-cased headers, body) of a raw HTTP/1.1 answer (Content-Length or close-delimited)."""
     head, _, body = response.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, headers = parseResponseHead(head)
     if "content-length" in headers:
         body = body[: int(headers["content-length"])]
     return status, headers, body
