@@ -23,7 +23,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union
+from typing import Iterable, Optional, Union
 
 from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig

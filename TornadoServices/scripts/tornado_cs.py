@@ -116,7 +116,7 @@ class PendingChanges:
         except (OSError, ValueError) as exc:
             raise _Failure(
                 f"Cannot read the pending change set {self.path}: {exc}; fix it or delete it (tornado-cs discard)"
-            )
+            ) from exc
         self.master = state.get("master", "")
         self.baseVersion = state.get("baseVersion", "")
         self.baseText = b64decode(state.get("base", "")).decode() if state.get("base") else ""

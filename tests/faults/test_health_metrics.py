@@ -12,7 +12,7 @@ import requests
 
 from TornadoServices.Server.private.Stats import LATENCY_BUCKETS
 
-from faultkit import callCount, clientContext, decodeBody, faultCFG, readResponse, rpcRequest, shared, tlsConnect, waitUntil
+from faultkit import callCount, clientContext, decodeBody, faultCFG, readResponse, shared, tlsConnect, waitUntil
 
 PROBE_MAX_THREADS = """
 Systems

@@ -51,7 +51,7 @@ def test_kill_and_restart_under_load(launch, faultpki, tmp_path):
         stop.touch()
         for client in clients.values():
             client.wait(2 * CALL_TIMEOUT + 20)
-    for prefix, client in clients.items():
+    for client in clients.values():
         assert client.process.returncode == 0, client.text
 
     results = {prefix: _results(tmp_path / f"{prefix}.jsonl") for prefix in kinds}

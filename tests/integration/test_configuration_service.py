@@ -559,11 +559,11 @@ def test_concurrentAdministrators_oneWins_fileAlwaysComplete(cluster):
             barrier = threading.Barrier(2)
             results = {}
 
-            def commit(user):
+            def commit(user, api, barrier, results):
                 barrier.wait()
-                results[user] = apis[user].commit(f"{user} wins")
+                results[user] = api.commit(f"{user} wins")
 
-            threads = [threading.Thread(target=commit, args=(user,)) for user in apis]
+            threads = [threading.Thread(target=commit, args=(user, api, barrier, results)) for user, api in apis.items()]
             for thread in threads:
                 thread.start()
             for thread in threads:
