@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-import secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence, Union
 
@@ -402,8 +401,3 @@ def writeCADirectory(
             writeSecureFile(crlPath, ca.crlPEM(**(crlOptions or {})), force=force, mode=0o644)
             written.append(crlPath)
     return written
-
-
-def randomName(prefix: str = "user") -> str:
-    """A unique user name for tests."""
-    return f"{prefix}{secrets.token_hex(4)}"
