@@ -116,6 +116,18 @@ def _ownResult(function):
     return function
 
 
+class _EarlyError:
+    """An unexpected exception of the checks run in initialize(), raised again by prepare()."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_READY = object()  # the checks of prepare() passed in initialize()
+
+
 class _RequestFailed(Exception):
     """Stop processing a request and answer ``status`` with the S_ERROR ``result``."""
 
@@ -161,6 +173,7 @@ class TornadoService(RequestHandler):
     _contentType = ""
     _clientVO: Optional[str] = None
     _clientSetup: Optional[str] = None
+    _earlyOutcome: Any = None
 
     # ---------------------------------------------------------------------------------------------------
     # user hooks
@@ -180,36 +193,87 @@ class TornadoService(RequestHandler):
         if runtime is not None:
             runtime.stats.inFlight += 1
             self._accounted = True
+            if self.request.method == "POST" and self._isPlainForm(runtime):
+                # The checks of prepare() run now, while Tornado creates the handler, so that a request that
+                # passes them has its body read at once instead of one event-loop iteration later (see
+                # _prepared_future). A refusal is only recorded here and answered by prepare() as before.
+                try:
+                    self._checkRequest(runtime)
+                    self._earlyOutcome = _READY
+                except _RequestFailed as failure:
+                    self._earlyOutcome = failure
+                except Exception as exc:
+                    self._earlyOutcome = _EarlyError(exc)
+
+    def _isPlainForm(self, runtime: Any) -> bool:
+        """A body of a known size within MaxBodySize, not compressed, not chunked, not a streamed upload."""
+        headers = self.request.headers
+        length = headers.get("Content-Length")
+        return (
+            length is not None
+            and length.isdigit()
+            and int(length) <= runtime.settings.maxBodySize
+            and "Transfer-Encoding" not in headers
+            and "Content-Encoding" not in headers
+            and "X-Consumed-Content-Encoding" not in headers  # Tornado decompresses gzip bodies and renames the header
+            and not headers.get("Content-Type", "").startswith(_OCTET)
+        )
+
+    def _getPreparedFuture(self) -> Any:
+        return self.__dict__.get("_tsPreparedFuture")
+
+    def _setPreparedFuture(self, future: Any) -> None:
+        # Tornado sets this future after creating the handler and waits for it before reading the body;
+        # when the checks already passed in initialize() it is resolved at once, so the body is read without
+        # waiting for prepare() (which then clears it, and Tornado skips resolving it again).
+        if future is not None and self._earlyOutcome is _READY and not future.done():
+            future.set_result(None)
+        self.__dict__["_tsPreparedFuture"] = future
+
+    _prepared_future = property(_getPreparedFuture, _setPreparedFuture)
 
     def prepare(self) -> None:
-        runtime = self._runtime
+        outcome = self._earlyOutcome
+        if outcome is None:
+            try:
+                self._checkRequest(self._runtime)
+            except _RequestFailed as failure:
+                self._fail(failure)
+            return
+        self._earlyOutcome = None
+        if outcome is _READY:
+            self.__dict__["_tsPreparedFuture"] = None  # resolved in initialize()
+        elif isinstance(outcome, _EarlyError):
+            raise outcome.error
+        else:
+            self._fail(outcome)
+
+    def _checkRequest(self, runtime: Any) -> None:
+        """Server state, credentials of the connection and body size, before the body is read."""
         request = self.request
-        try:
-            if runtime.draining:
-                raise _RequestFailed(503, S_ERROR("The server is shutting down: this call was not executed; send it again (to another server)"))
-            connection = getConnectionCredentials(request.connection.stream)
-            if runtime.trustedProxies is not None:
-                connection = runtime.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
-            self._connectionCredentials = connection
-            if connection.error is not None:
-                runtime.stats.authFailures[_authFailureReason(connection)] += 1
-                raise _RequestFailed(401, connection.error)
-            if time.time() >= connection.expiresAt:
-                runtime.stats.authFailures["certificate expired"] += 1
-                raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
-            contentType = self._contentType = request.headers.get("Content-Type", "")
-            if contentType.startswith(_OCTET):
-                self._prepareUpload(runtime)
-            else:
-                length = request.headers.get("Content-Length")
-                limit = runtime.settings.maxBodySize
-                if length is not None and length.isdigit() and int(length) > limit:
-                    self._refuseBody(int(length), limit, "MaxBodySize")
-                self._bodyLimit = limit
-                self._chunks = []
-                runtime.bodyDeadlines.watch(self, runtime.settings.bodyTimeout)
-        except _RequestFailed as failure:
-            self._fail(failure)
+        if runtime.draining:
+            raise _RequestFailed(503, S_ERROR("The server is shutting down: this call was not executed; send it again (to another server)"))
+        connection = getConnectionCredentials(request.connection.stream)
+        if runtime.trustedProxies is not None:
+            connection = runtime.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
+        self._connectionCredentials = connection
+        if connection.error is not None:
+            runtime.stats.authFailures[_authFailureReason(connection)] += 1
+            raise _RequestFailed(401, connection.error)
+        if time.time() >= connection.expiresAt:
+            runtime.stats.authFailures["certificate expired"] += 1
+            raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
+        contentType = self._contentType = request.headers.get("Content-Type", "")
+        if contentType.startswith(_OCTET):
+            self._prepareUpload(runtime)
+        else:
+            length = request.headers.get("Content-Length")
+            limit = runtime.settings.maxBodySize
+            if length is not None and length.isdigit() and int(length) > limit:
+                self._refuseBody(int(length), limit, "MaxBodySize")
+            self._bodyLimit = limit
+            self._chunks = []
+            runtime.bodyDeadlines.watch(self, runtime.settings.bodyTimeout)
 
     def _prepareUpload(self, runtime: Any) -> None:
         """Streamed upload: method and args come from the query; authorise before accepting the body."""
