@@ -99,9 +99,6 @@ class CSAPI:
         self.csModified = False
         return S_OK(self._baseVersion)
 
-    def _checkInit(self) -> dict:
-        return self.__initialized
-
     # ---- reading the working copy ----------------------------------------------------------------
 
     def getVersion(self) -> str:
