@@ -61,11 +61,31 @@ class ServiceExecutor:
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
+        self._queue(function, args, future)
+        return future
+
+    def submitWithCallback(self, function: Callable[..., Any], args: tuple[Any, ...], onDone: Callable[[Any, Optional[BaseException]], None]) -> None:
+        """Queue ``function(*args)``; ``onDone(result, error)`` is called on the event loop when it ends.
+
+        Saves the event-loop iteration in which a coroutine awaiting :meth:`submit`'s Future would resume.
+        ``error`` is the exception the call raised (CancelledError if :meth:`shutdown` dropped it unstarted).
+        Raises as :meth:`submit` does.
+        """
+        if self._shutdown:
+            raise RuntimeError(f"{self.name} is shutting down: no new calls")
+        if self.pending >= self.maxThreads + self.maxWaiting:
+            raise ServiceOverloaded(
+                f"{self.name} is overloaded: {self.maxThreads} calls running and {self.maxWaiting} waiting; retry later"
+            )
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        self._queue(function, args, onDone)
+
+    def _queue(self, function: Callable[..., Any], args: tuple[Any, ...], target: Any) -> None:
         self.pending += 1
         if self.pending > len(self._threads) and len(self._threads) < self.maxThreads:
             self._startWorker()
-        self._jobs.put((function, args, future))
-        return future
+        self._jobs.put((function, args, target))
 
     async def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``await`` form of :meth:`submit`."""
@@ -83,41 +103,49 @@ class ServiceExecutor:
             job = jobs.get()
             if job is _STOP:
                 return
-            function, args, future = job
+            function, args, target = job
             try:
                 result, error = function(*args), None
             except BaseException as exc:  # handed to the awaiting request, which answers 500
                 result, error = None, exc
-            self._complete(future, result, error)
-            del job, function, args, future, result, error
+            self._complete(target, result, error)
+            del job, function, args, target, result, error
 
-    def _complete(self, future: "asyncio.Future[Any]", result: Any, error: Optional[BaseException]) -> None:
+    def _complete(self, target: Any, result: Any, error: Optional[BaseException]) -> None:
         """From a worker: queue the outcome and wake the loop once for all outcomes queued meanwhile."""
         with self._lock:
-            self._done.append((future, result, error))
+            self._done.append((target, result, error))
             if self._wakeScheduled:
                 return
             self._wakeScheduled = True
         try:
-            future.get_loop().call_soon_threadsafe(self._deliver)
+            self._loop.call_soon_threadsafe(self._deliver)  # type: ignore[union-attr]
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
 
     def _deliver(self) -> None:
-        """On the event loop: complete the futures of every finished job."""
+        """On the event loop: complete the futures (or call the callbacks) of every finished job."""
         with self._lock:
             done, self._done = self._done, []
             self._wakeScheduled = False
-        for future, result, error in done:
+        for target, result, error in done:
             self.pending -= 1
-            if future.cancelled():
+            if isinstance(error, StopIteration):
+                error = RuntimeError(f"StopIteration raised by a method of {self.name}")
+            if not isinstance(target, asyncio.Future):
+                try:
+                    target(result, error)
+                except BaseException as exc:  # one failing callback must not lose the others' outcomes
+                    self._loop.call_exception_handler(  # type: ignore[union-attr]
+                        {"message": f"Completion callback of {self.name} failed", "exception": exc}
+                    )
+                continue
+            if target.cancelled():
                 continue
             if error is None:
-                future.set_result(result)
-            elif isinstance(error, StopIteration):
-                future.set_exception(RuntimeError(f"StopIteration raised by a method of {self.name}"))
+                target.set_result(result)
             else:
-                future.set_exception(error)
+                target.set_exception(error)
 
     def shutdown(self, wait: bool = False) -> None:
         """Stop the workers once their current call ends; queued calls that did not start are cancelled."""
@@ -128,10 +156,13 @@ class ServiceExecutor:
             except queue.Empty:
                 break
             if job is not _STOP:
-                future = job[2]
-                loop = future.get_loop()
-                if not loop.is_closed():
-                    loop.call_soon_threadsafe(future.cancel)
+                target = job[2]
+                loop = self._loop
+                if loop is not None and not loop.is_closed():
+                    if isinstance(target, asyncio.Future):
+                        loop.call_soon_threadsafe(target.cancel)
+                    else:
+                        loop.call_soon_threadsafe(target, None, asyncio.CancelledError())
         for _ in self._threads:
             self._jobs.put(_STOP)
         if wait:
