@@ -3,7 +3,8 @@
 Lighter than ``loop.run_in_executor``: a job is one tuple put on a ``SimpleQueue``; the worker hands its
 result back by appending to a list and waking the event loop only when no wake-up is already pending, so a
 burst of completions costs one self-pipe write; the caller awaits a plain asyncio Future (no
-``concurrent.futures.Future`` and no chaining between the two kinds of future).
+``concurrent.futures.Future`` and no chaining between the two kinds of future), or gives a callback that the
+event loop calls with the outcome (no coroutine to resume: one loop iteration less).
 """
 from __future__ import annotations
 
