@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench soak clean
+.PHONY: install demo test bench soak clean proxy
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,11 @@ install: $(VENV)/.installed
 certs/hostcert.pem: | $(VENV)/.installed
 	$(BIN)/tornado-certs --dir certs
 
-certs/proxy.pem: certs/hostcert.pem
+# A fresh proxy on every demo start: a proxy from an earlier day would have expired.
+proxy: certs/hostcert.pem
 	$(BIN)/tornado-proxy-init --cert certs/usercert.pem --key certs/userkey.pem --out certs/proxy.pem --group dirac_user
 
-demo: $(VENV)/.installed certs/proxy.pem
+demo: $(VENV)/.installed proxy
 	@echo
 	@echo "Demo server on https://localhost:8443 -- in another shell:"
 	@echo "  export X509_CERT_DIR=$(CURDIR)/certs/certificates X509_USER_PROXY=$(CURDIR)/certs/proxy.pem DIRACSYSCONFIG=$(CURDIR)/cs/dirac.cfg"
