@@ -29,22 +29,7 @@ URL = "https://localhost:8443/Framework/Dummy"
 URL2 = "https://otherhost:8443/Framework/Dummy"
 
 
-@pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    """Empty configuration, no bans, a proxy file and a CA dir the client can find."""
-    gConfig.reset()
-    resetBannedURLs()
-    proxy = tmp_path / "proxy.pem"
-    proxy.write_text("not parsed by the mock transport")
-    cadir = tmp_path / "certificates"
-    cadir.mkdir()
-    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
-    monkeypatch.delenv("GRID_PROXY_FILE", raising=False)
-    monkeypatch.setenv("X509_CERT_DIR", str(cadir))
-    yield
-    setDefaultTransport(None)
-    gConfig.reset()
-    resetBannedURLs()
+pytestmark = pytest.mark.usefixtures("mockClientEnvironment")
 
 
 def ok(value=None):

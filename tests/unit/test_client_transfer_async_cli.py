@@ -12,31 +12,16 @@ import pytest
 
 from TornadoServices.Client.AsyncTornadoClient import AsyncTornadoClient
 from TornadoServices.Client.private import errors as E
-from TornadoServices.Client.private.TornadoBaseClient import resetBannedURLs, setDefaultTransport
+from TornadoServices.Client.private.TornadoBaseClient import setDefaultTransport
 from TornadoServices.Client.private.transport import MemoryResponse, MockTransport, jsonResponse
 from TornadoServices.Client.TransferClient import TransferClient
-from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.scripts import tornado_rpc
 
 URL = "https://localhost:8443/Framework/Dummy"
 URL2 = "https://otherhost:8443/Framework/Dummy"
 
 
-@pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    gConfig.reset()
-    resetBannedURLs()
-    proxy = tmp_path / "proxy.pem"
-    proxy.write_text("x")
-    cadir = tmp_path / "certificates"
-    cadir.mkdir()
-    monkeypatch.setenv("X509_USER_PROXY", str(proxy))
-    monkeypatch.setenv("X509_CERT_DIR", str(cadir))
-    monkeypatch.delenv("GRID_PROXY_FILE", raising=False)
-    yield
-    setDefaultTransport(None)
-    gConfig.reset()
-    resetBannedURLs()
+pytestmark = pytest.mark.usefixtures("mockClientEnvironment")
 
 
 def octets(*chunks):
