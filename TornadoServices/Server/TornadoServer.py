@@ -515,18 +515,15 @@ class TornadoServer:
         settings = self.settings
         sslContext = self._makeSSLContext()
         byPort = self._servicesByPort()
-        sockets: dict[int, list[socket.socket]] = {}
         try:
-            sockets = self.bindSockets()
+            sockets = self.bindSockets()  # closes what it bound itself when it fails
             for port, infos in byPort.items():
                 actual = self.boundPorts[port]
                 for info in infos:
                     self._runtimes[info.name] = self._setupComponent(info, actual)
                     self.urls[info.name] = self._runtimes[info.name].url
         except BaseException:
-            for socks in sockets.values():
-                for sock in socks:
-                    sock.close()
+            self.closeSockets()
             for runtime in self._runtimes.values():
                 runtime.executor.shutdown()
             raise

@@ -722,12 +722,7 @@ class TornadoService(RequestHandler):
             milliseconds = 1000.0 * seconds
             outcome = "OK" if self._resultOK else "ERROR"
             method = self._methodName or "?"
-            creds = self._credDict
-            if creds is None:
-                who = "[visitor:anonymous]"
-            else:
-                who = f"[{creds.get('group') or 'visitor'}:{creds.get('username') or 'anonymous'}]"
-            line = f"Returning response {self._peer()}{who} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
+            line = f"Returning response {self.srv_getFormattedRemoteCredentials()} {runtime.name}.{method} {outcome} {status} {milliseconds:.1f} ms"
             if self._errorMessage:
                 line = f"{line}: {self._errorMessage[:_MESSAGE_IN_LOG]}"
             record = runtime.accessRecords.make(line)  # this line is written for every request: see AccessLog
