@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 from typing import Any, Callable, Optional
 
+from TornadoServices.Client.private.TornadoBaseClient import _schemeOf, _splitURLs
 from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.Core.Logging import gLogger
@@ -26,16 +27,12 @@ sLog = gLogger.getSubLogger("RPCClientSelector")
 def _resolve(serviceName: str) -> list[str]:
     """The URL list the client would use (explicit URLs as given, else the CS list)."""
     if "://" in serviceName:
-        return [url.strip() for url in serviceName.split(",") if url.strip()]
+        return _splitURLs(serviceName)
     try:
         return PathFinder.getServiceURLs(serviceName, failover=True)
     except Exception as exc:  # the chosen client reports resolution problems itself, per call
         sLog.debug(f"Cannot resolve the URLs of {serviceName}", repr(exc))
         return []
-
-
-def _scheme(url: str) -> str:
-    return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
 class LegacyProtocolClient:
@@ -81,13 +78,13 @@ def ClientSelector(defaultClass: type, serviceName_or_url: str, **kwargs: Any) -
     if not isinstance(serviceName_or_url, str):
         raise TypeError(f"Service name must be a str like 'Framework/Dummy', not {type(serviceName_or_url).__name__}")
     urls = _resolve(serviceName_or_url)
-    schemes = {_scheme(url) for url in urls}
+    schemes = {_schemeOf(url) for url in urls}
     if urls and schemes == {"dips"}:
         return LegacyProtocolClient(serviceName_or_url, urls, **kwargs)
     if "https" in schemes and len(schemes) > 1:
         sLog.debug(
             f"{serviceName_or_url} mixes protocols; using its https URLs only",
-            ", ".join(url for url in urls if _scheme(url) != "https"),
+            ", ".join(url for url in urls if _schemeOf(url) != "https"),
         )
     return clientClass(serviceName_or_url, **kwargs)
 

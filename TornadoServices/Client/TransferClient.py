@@ -23,7 +23,6 @@ from typing import IO, Any, Iterator, Optional, Union
 from TornadoServices.Client.private import errors as E
 from TornadoServices.Client.private.transport import Response
 from TornadoServices.Client.TornadoClient import TornadoClient
-from TornadoServices.Core.Encoding import DecodeError, decode, encode
 from TornadoServices.Core.ReturnValues import S_OK
 
 __all__ = ["TransferClient"]
@@ -49,7 +48,7 @@ class TransferClient(TornadoClient):
 
     # ------------------------------------------------------------------ download
     def _receive(self, destFile: Union[str, os.PathLike, IO[bytes]], args: tuple[Any, ...]) -> dict[str, Any]:
-        fields = [("method", "streamToClient"), ("args", encode(list(args))), ("rawContent", "True")]
+        fields = [("method", "streamToClient"), ("args", self._encodeArgs("streamToClient", args)), ("rawContent", "True")]
         fields += self._commonFields()
 
         def handle(response: Response, url: str, deadline: Optional[float]) -> dict[str, Any]:
@@ -74,16 +73,7 @@ class TransferClient(TornadoClient):
                     url=url,
                 )
             parts.append(chunk)
-        body = b"".join(parts)
-        try:
-            value, _ = decode(body)
-        except DecodeError as exc:
-            raise E.UndecodableBody(f"Cannot decode the JSON answer of {url} to streamToClient: {exc}", url=url) from exc
-        if not isinstance(value, dict) or "OK" not in value:
-            raise E.UndecodableBody(
-                f"{url} answered streamToClient with JSON that is not an S_OK/S_ERROR structure", url=url
-            )
-        return value
+        return self._parseResult(b"".join(parts), response, url, "streamToClient")
 
     def _writeTo(self, response: Response, destFile: Union[str, os.PathLike, IO[bytes]]) -> dict[str, Any]:
         """Copy the body to the destination chunk by chunk; remove a partially written file on failure."""
@@ -131,7 +121,8 @@ class TransferClient(TornadoClient):
                 return _blocks(handle)
             return handle if size > 0 else b""
 
-        params = [("method", "streamFromClient"), ("args", encode([fileID, token, -1 if size is None else size]))]
+        params = [("method", "streamFromClient"),
+                  ("args", self._encodeArgs("streamFromClient", [fileID, token, -1 if size is None else size]))]
         params += self._commonFields()
         headers = {"Content-Type": "application/octet-stream"}
         timeouts = self._timeouts(transfer=True)

@@ -127,6 +127,13 @@ def _schemeOf(url: str) -> str:
     return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
+def _splitURLs(destination: str) -> list[str]:
+    """The URL(s) of an explicit destination, in the given order ([] for a System/Service name)."""
+    if "://" not in destination:
+        return []
+    return [url.strip() for url in destination.split(",") if url.strip()]
+
+
 class TornadoBaseClient:
     """Everything a DIRAC HTTPS client does except the attribute-call sugar (see TornadoClient)."""
 
@@ -266,9 +273,7 @@ class TornadoBaseClient:
 
     def _explicitURLs(self) -> list[str]:
         """The URL(s) given to the constructor, in the given order ([] for a System/Service name)."""
-        if "://" not in self._destinationSrv:
-            return []
-        return [url.strip() for url in self._destinationSrv.split(",") if url.strip()]
+        return _splitURLs(self._destinationSrv)
 
     def _resolveURLs(self) -> list[str]:
         """All candidate URLs (any scheme): explicit list, gateways, or the CS list (main then failover)."""
@@ -466,7 +471,11 @@ class TornadoBaseClient:
 
     def _decodeResult(self, response: Response, url: str, method: str, deadline: Optional[float]) -> dict[str, Any]:
         """Decode a 200 answer into the S_OK/S_ERROR dict it must hold."""
-        body = response.read(deadline)
+        return self._parseResult(response.read(deadline), response, url, method)
+
+    @staticmethod
+    def _parseResult(body: bytes, response: Response, url: str, method: str) -> dict[str, Any]:
+        """The S_OK/S_ERROR dict ``body`` must hold (raises UndecodableBody)."""
         try:
             value, _ = decode(body)
         except DecodeError as exc:
@@ -483,17 +492,21 @@ class TornadoBaseClient:
             )
         return value
 
-    def _rpc(self, method: str, args: Sequence[Any]) -> dict[str, Any]:
-        """Send one RPC and return its result dict (raises RPCError)."""
+    @staticmethod
+    def _encodeArgs(method: str, args: Sequence[Any]) -> str:
+        """The JSON ``args`` field of a call (raises ClientSetupError for what cannot travel)."""
         try:
-            encodedArgs = encode(list(args))
+            return encode(list(args))
         except (EncodeError, TypeError, ValueError) as exc:
             raise E.ClientSetupError(
                 f"Cannot send the arguments of {method}: {exc}; only JSON types, datetime, date, bytes "
                 "and registered JSerializable objects travel",
                 errno=DErrno.EVALUE,
             ) from exc
-        fields = [("method", method), ("args", encodedArgs)] + self._commonFields()
+
+    def _rpc(self, method: str, args: Sequence[Any]) -> dict[str, Any]:
+        """Send one RPC and return its result dict (raises RPCError)."""
+        fields = [("method", method), ("args", self._encodeArgs(method, args))] + self._commonFields()
         timeouts = self._timeouts()
 
         def handle(response: Response, url: str, deadline: Optional[float]) -> dict[str, Any]:
