@@ -34,6 +34,7 @@ from diraccfg import CFG
 from TornadoServices.ConfigurationSystem.Client.ConfigurationData import (
     CFGSyntaxError,
     ConfigurationData,
+    cfgNode,
     gConfigurationData,
     loadCFGFromText,
     splitPath,
@@ -119,11 +120,7 @@ def decompressCFG(data: bytes | str, source: str = "<configuration data>") -> CF
 
 def getCFGOption(cfg: CFG, path: str, default: str = "") -> str:
     """Return the option at ``path`` of ``cfg`` as text, ``default`` when missing or a section."""
-    node: Any = cfg
-    for part in splitPath(path):
-        if not isinstance(node, CFG) or not node.isOption(part) and not node.isSection(part):
-            return default
-        node = node[part]
+    node = cfgNode(cfg, path)
     return node if isinstance(node, str) else default
 
 
@@ -167,14 +164,10 @@ def deleteCFGEntry(cfg: CFG, path: str) -> bool:
     parts = splitPath(path)
     if not parts:
         return False
-    node: Any = cfg
-    for part in parts[:-1]:
-        if not isinstance(node, CFG) or not node.isSection(part):
-            return False
-        node = node[part]
-    if not isinstance(node, CFG) or parts[-1] not in node.listAll():
+    parent = cfgNode(cfg, "/".join(parts[:-1]))
+    if not isinstance(parent, CFG) or parts[-1] not in parent.listAll():
         return False
-    node.deleteKey(parts[-1])
+    parent.deleteKey(parts[-1])
     return True
 
 
