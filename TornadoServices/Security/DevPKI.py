@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from TornadoServices.Security.X509Certificate import OID_PPL_INDEPENDENT, formatDN, opensslNameHash, parseDN
+from TornadoServices.Security.X509Certificate import OID_PPL_INDEPENDENT, _utcnow, formatDN, opensslNameHash, parseDN
 from TornadoServices.Security.X509Chain import (
     DEFAULT_PROXY_LIFETIME,
     PrivateKey,
@@ -61,14 +61,10 @@ def _name(value: NameLike) -> x509.Name:
     return parseDN(value) if isinstance(value, str) else value
 
 
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
 def _window(
     days: float, notBefore: Optional[datetime.datetime], notAfter: Optional[datetime.datetime]
 ) -> tuple[datetime.datetime, datetime.datetime]:
-    start = notBefore or (_now() - BACKDATE)
+    start = notBefore or (_utcnow() - BACKDATE)
     return start, notAfter or (start + BACKDATE + datetime.timedelta(days=days))
 
 
@@ -292,7 +288,7 @@ class CertificateAuthority:
         if isinstance(cert, Credential):
             cert = cert.cert
         serial = cert if isinstance(cert, int) else cert.serial_number
-        self.revoked[serial] = when or (_now() - datetime.timedelta(seconds=1))
+        self.revoked[serial] = when or (_utcnow() - datetime.timedelta(seconds=1))
 
     def makeCRL(
         self,
@@ -303,7 +299,7 @@ class CertificateAuthority:
         number: int = 1,
     ) -> x509.CertificateRevocationList:
         """CRL of the revoked serials; ``nextUpdate`` in the past gives an expired CRL."""
-        last = lastUpdate or (_now() - BACKDATE)
+        last = lastUpdate or (_utcnow() - BACKDATE)
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.cert.subject)

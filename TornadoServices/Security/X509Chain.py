@@ -32,6 +32,7 @@ from TornadoServices.Security.X509Certificate import (
     OID_PPL_LIMITED,
     OID_PROXY_CERT_INFO,
     X509Certificate,
+    _utcnow,
     encodeDIRACGroup,
     encodeProxyCertInfo,
 )
@@ -47,10 +48,6 @@ PROXY_CLOCK_SKEW = datetime.timedelta(minutes=5)
 _FULL_POLICIES = (OID_PPL_INHERIT_ALL, OID_PPL_INDEPENDENT)
 
 _PEM_KEY_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KEY-----\s*", re.S)
-
-
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
 
 
 def generateKey(keyType: str = "rsa", bits: int = 2048, curve: str = "secp256r1") -> PrivateKey:
