@@ -52,16 +52,7 @@ class ServiceExecutor:
         Raises ServiceOverloaded when ``maxThreads`` calls run and ``maxWaiting`` already wait, and
         RuntimeError after :meth:`shutdown`.
         """
-        if self._shutdown:
-            raise RuntimeError(f"{self.name} is shutting down: no new calls")
-        if self.pending >= self.maxThreads + self.maxWaiting:
-            raise ServiceOverloaded(
-                f"{self.name} is overloaded: {self.maxThreads} calls running and {self.maxWaiting} waiting; retry later"
-            )
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future = self._admit().create_future()
         self._queue(function, args, future)
         return future
 
@@ -72,25 +63,27 @@ class ServiceExecutor:
         ``error`` is the exception the call raised (CancelledError if :meth:`shutdown` dropped it unstarted).
         Raises as :meth:`submit` does.
         """
+        self._admit()
+        self._queue(function, args, onDone)
+
+    def _admit(self) -> asyncio.AbstractEventLoop:
+        """Refuse a new call when shut down or full; return the event loop the outcomes go to."""
         if self._shutdown:
             raise RuntimeError(f"{self.name} is shutting down: no new calls")
         if self.pending >= self.maxThreads + self.maxWaiting:
             raise ServiceOverloaded(
                 f"{self.name} is overloaded: {self.maxThreads} calls running and {self.maxWaiting} waiting; retry later"
             )
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        self._queue(function, args, onDone)
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _queue(self, function: Callable[..., Any], args: tuple[Any, ...], target: Any) -> None:
         self.pending += 1
         if self.pending > len(self._threads) and len(self._threads) < self.maxThreads:
             self._startWorker()
         self._jobs.put((function, args, target))
-
-    async def run(self, function: Callable[..., Any], *args: Any) -> Any:
-        """``await`` form of :meth:`submit`."""
-        return await self.submit(function, *args)
 
     def _startWorker(self) -> None:
         thread = threading.Thread(target=self._work, name=f"{self.name}-worker-{len(self._threads)}", daemon=True)
