@@ -145,6 +145,12 @@ class PendingChanges:
         except FileNotFoundError:
             pass
 
+    def setBase(self, api: Any) -> None:
+        """Base the change set on the configuration ``api`` downloaded from its master."""
+        self.master = api.getMasterURL()
+        self.baseVersion = api.getVersion()
+        self.baseText = str(api.getBaseCFG())
+
     def baseCFG(self) -> CFG:
         from TornadoServices.ConfigurationSystem.Client.ConfigurationData import loadCFGFromText
 
@@ -289,9 +295,7 @@ def _startPending(ctx: _Context) -> PendingChanges:
                 "commit or discard it first, or use --state"
             )
         return state
-    state.master = api.getMasterURL()
-    state.baseVersion = api.getVersion()
-    state.baseText = str(api.getBaseCFG())
+    state.setBase(api)
     return state
 
 
@@ -395,9 +399,7 @@ def cmdRebase(ctx: _Context) -> None:
         return
     api = ctx.api()
     _cfg, problems = applyOperations(api.getBaseCFG(), state.operations, strict=False)
-    state.master = api.getMasterURL()
-    state.baseVersion = api.getVersion()
-    state.baseText = str(api.getBaseCFG())
+    state.setBase(api)
     state.save()
     ctx.out(f"Pending changes now based on version {state.baseVersion}.")
     for problem in problems:
