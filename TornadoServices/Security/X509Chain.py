@@ -277,6 +277,15 @@ def _registry():
     return Registry
 
 
+def _readFile(path: str, what: str) -> dict:
+    """S_OK(bytes of ``path``), or S_ERROR naming ``what`` could not be read."""
+    try:
+        with open(path, "rb") as fd:
+            return S_OK(fd.read())
+    except OSError as exc:
+        return S_ERROR(f"cannot read {what} {path}: {exc.strerror}")
+
+
 class X509Chain:
     """Certificate chain, leaf first, with an optional private key for the leaf (DIRAC API, S_OK/S_ERROR)."""
 
@@ -317,12 +326,8 @@ class X509Chain:
 
     def loadChainFromFile(self, chainLocation: str) -> dict:
         """Load every PEM certificate of a file (leaf first)."""
-        try:
-            with open(chainLocation, "rb") as fd:
-                data = fd.read()
-        except OSError as exc:
-            return S_ERROR(f"cannot read certificate chain {chainLocation}: {exc.strerror}")
-        return self.loadChainFromString(data)
+        result = _readFile(chainLocation, "certificate chain")
+        return self.loadChainFromString(result["Value"]) if result["OK"] else result
 
     def loadChainFromString(self, data: Union[str, bytes]) -> dict:
         """Load every PEM certificate of a string (leaf first)."""
@@ -337,12 +342,8 @@ class X509Chain:
 
     def loadKeyFromFile(self, keyLocation: str, password: Union[str, bytes, bool] = False) -> dict:
         """Load the private key (PEM, optionally encrypted) of the leaf certificate."""
-        try:
-            with open(keyLocation, "rb") as fd:
-                data = fd.read()
-        except OSError as exc:
-            return S_ERROR(f"cannot read private key {keyLocation}: {exc.strerror}")
-        return self.loadKeyFromString(data, password)
+        result = _readFile(keyLocation, "private key")
+        return self.loadKeyFromString(result["Value"], password) if result["OK"] else result
 
     def loadKeyFromString(self, pemData: Union[str, bytes], password: Union[str, bytes, bool] = False) -> dict:
         """Load the first PEM private key found in a string."""
@@ -361,12 +362,8 @@ class X509Chain:
 
     def loadProxyFromFile(self, chainLocation: str) -> dict:
         """Load a Globus proxy file: certificate, private key, issuer chain."""
-        try:
-            with open(chainLocation, "rb") as fd:
-                data = fd.read()
-        except OSError as exc:
-            return S_ERROR(f"cannot read proxy file {chainLocation}: {exc.strerror}")
-        return self.loadProxyFromString(data)
+        result = _readFile(chainLocation, "proxy file")
+        return self.loadProxyFromString(result["Value"]) if result["OK"] else result
 
     def loadProxyFromString(self, pemData: Union[str, bytes]) -> dict:
         """Load a Globus proxy string: certificates and the (unencrypted) private key."""
