@@ -135,7 +135,7 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
     __slots__ = ("_delegate", "_connection", "_limit", "_stats", "_refused", "_serverConn", "_owner")
 
     def __init__(
-        self, delegate: httputil.HTTPMessageDelegate, connection: Any, limit: int, stats: ServerStats, serverConn: Any = None, owner: Any = None
+        self, delegate: httputil.HTTPMessageDelegate, connection: Any, limit: int, stats: ServerStats, serverConn: Any, owner: Any
     ) -> None:
         self._delegate = delegate
         self._connection = connection
@@ -146,10 +146,9 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
         self._owner = owner
 
     def headers_received(self, start_line: Any, headers: httputil.HTTPHeaders) -> Any:
-        if self._serverConn is not None:
-            self._serverConn.tsBusy = True  # a request is being served: a drain lets it finish
-            if self._owner is not None and self._owner.draining:
-                self._connection._disconnect_on_finish = True  # answer, then close (Connection: close)
+        self._serverConn.tsBusy = True  # a request is being served: a drain lets it finish
+        if self._owner.draining:
+            self._connection._disconnect_on_finish = True  # answer, then close (Connection: close)
         size = _headSize(start_line, headers)
         if size <= self._limit:
             return self._delegate.headers_received(start_line, headers)
@@ -187,7 +186,7 @@ class _ServiceHTTPServer(HTTPServer):
     tsStats: ServerStats
     tsMaxConnections: int
     tsMaxHeaderSize: int
-    tsOwner: Any = None
+    tsOwner: "TornadoServer"
 
     def start_request(self, server_conn: Any, request_conn: Any) -> httputil.HTTPMessageDelegate:
         # Called when a connection waits for its next request: the previous answer, if any, is complete.
