@@ -271,7 +271,6 @@ class SessionRegistry:
     def get(self, tls: TLSSettings) -> _PooledSession:
         """Return the pooled session for these settings, creating it (and its SSLContext) on first use."""
         key = tls.poolKey()
-        stable = tls.stableKey()
         stale: list[_PooledSession] = []
         with self._lock:
             pooled = self._sessions.get(key)
@@ -279,6 +278,7 @@ class SessionRegistry:
                 self._sessions.move_to_end(key)
                 return pooled
             pooled = _PooledSession(tls, self.poolMaxSize)
+            stable = tls.stableKey()
             previous = self._current.get(stable)
             if previous is not None and previous in self._sessions:
                 stale.append(self._sessions.pop(previous))

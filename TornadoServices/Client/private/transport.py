@@ -87,8 +87,7 @@ class TLSSettings:
 
     def stableKey(self) -> tuple[Any, ...]:
         """The settings without file times: two pool keys with the same stable key replace each other."""
-        credential: Any = ("pem", hashlib.sha256(self.pemData).hexdigest()) if self.pemData else (
-            self.certFile, self.keyFile)
+        credential: Any = self.credentialIdentity() if self.pemData is not None else (self.certFile, self.keyFile)
         return (credential, self.caPath, self.skipCACheck, self.ciphers, self.minVersion, self.maxVersion)
 
 
