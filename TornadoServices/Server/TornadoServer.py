@@ -37,7 +37,7 @@ from TornadoServices.Security import Locations, TLS
 from TornadoServices.Server.AuthManager import AuthManager
 from TornadoServices.Server.HandlerManager import HandlerInfo, HandlerManager, getExtensions
 from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines
-from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials
+from TornadoServices.Server.private.Credentials import ConnectionCredentials
 from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
 from TornadoServices.Server.private.ForwardedChain import TrustedProxies, parseNetworks
 from TornadoServices.Server.private.Metrics import (
@@ -453,6 +453,7 @@ class TornadoServer:
             uploadMethods=frozenset(handlerClass.UPLOAD_METHODS),
             hasInitializeRequest=handlerClass.initializeRequest is not TornadoService.initializeRequest,
             bodyDeadlines=self.bodyDeadlines,
+            trustedProxies=self.trustedProxies,
         )
         handlerClass._runtime = runtime
         try:
@@ -526,8 +527,6 @@ class TornadoServer:
             for runtime in self._runtimes.values():
                 runtime.executor.shutdown()
             raise
-        for runtime in self._runtimes.values():
-            runtime.trustedProxies = self.trustedProxies
         maxConnections = self._fitConnectionsToFileLimit(len(byPort))
         probes = [(path, handler, {"server": self}) for path, handler in (("/healthz", HealthHandler), ("/readyz", ReadyHandler), ("/metrics", MetricsHandler))]
         for port, infos in byPort.items():
@@ -615,8 +614,7 @@ class TornadoServer:
 
     def requestCredentials(self, request: Any) -> ConnectionCredentials:
         """Credentials of a request: the TLS connection's, or a chain forwarded by a trusted front end."""
-        connection = getConnectionCredentials(request.connection.stream)
-        return self.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
+        return self.trustedProxies.requestCredentials(request)
 
     def reloadCredentials(self) -> dict[str, Any]:
         """Re-read the host certificate, CA directory and CRLs for new connections (SIGHUP); the port stays open.

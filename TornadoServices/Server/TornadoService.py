@@ -35,7 +35,6 @@ from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 from TornadoServices.Server.private.Credentials import (
     ConnectionCredentials,
-    getConnectionCredentials,
     orderCredentials,
     publicCredentials,
 )
@@ -255,10 +254,7 @@ class TornadoService(RequestHandler):
         request = self.request
         if runtime.draining:
             raise _RequestFailed(503, S_ERROR("The server is shutting down: this call was not executed; send it again (to another server)"))
-        connection = getConnectionCredentials(request.connection.stream)
-        if runtime.trustedProxies is not None:
-            connection = runtime.trustedProxies.credentialsFor(request.headers, request.remote_ip or "", connection)
-        self._connectionCredentials = connection
+        connection = self._connectionCredentials = runtime.trustedProxies.requestCredentials(request)
         if connection.error is not None:
             runtime.stats.authFailures[_authFailureReason(connection)] += 1
             raise _RequestFailed(401, connection.error)

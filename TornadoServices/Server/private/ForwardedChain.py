@@ -41,7 +41,7 @@ from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR
 from TornadoServices.Security.TLS import resolveCRLMode
 from TornadoServices.Security.X509Certificate import OID_PROXY_CERT_INFO, decodeProxyCertInfo, derRead, formatDN
-from TornadoServices.Server.private.Credentials import ConnectionCredentials
+from TornadoServices.Server.private.Credentials import ConnectionCredentials, getConnectionCredentials
 
 __all__ = [
     "ForwardedChainError",
@@ -475,6 +475,10 @@ class TrustedProxies:
             f"{self.certHeader} from {address}, which is not in /Systems/Tornado/TrustedProxies; "
             f"the connection's own certificate is used{more}",
         )
+
+    def requestCredentials(self, request: Any) -> ConnectionCredentials:
+        """Credentials of a Tornado request: its TLS connection's, or a chain forwarded by a trusted front end."""
+        return self.credentialsFor(request.headers, request.remote_ip or "", getConnectionCredentials(request.connection.stream))
 
     def credentialsFor(self, headers: Any, address: str, connection: ConnectionCredentials) -> ConnectionCredentials:
         """The credentials of a request: forwarded ones from a trusted front end, else ``connection``'s."""

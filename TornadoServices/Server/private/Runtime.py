@@ -18,8 +18,6 @@ __all__ = ["ComponentRuntime"]
 class ComponentRuntime:
     """What a service's requests need: method table, rules, worker pool, limits, logger and counters."""
 
-    #: TrustedProxies of the server (forwarded client chains from TLS-terminating front ends), set at start
-    trustedProxies: Any = None
     #: True once the server drains before stopping: new calls are refused with 503
     draining = False
 
@@ -39,6 +37,7 @@ class ComponentRuntime:
         uploadMethods: frozenset[str],
         hasInitializeRequest: bool,
         bodyDeadlines: Any,
+        trustedProxies: Any,
     ) -> None:
         self.name = name
         self.sectionPath = sectionPath
@@ -58,5 +57,7 @@ class ComponentRuntime:
         self.hasInitializeRequest = hasInitializeRequest
         #: server-wide BodyDeadlines (slow bodies are cut by one periodic sweep)
         self.bodyDeadlines = bodyDeadlines
+        #: TrustedProxies of the server: credentials of a request, forwarded by a TLS-terminating front end or not
+        self.trustedProxies = trustedProxies
         self.startTime = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0)
         self.startTimestamp = time.time()
