@@ -354,6 +354,15 @@ def opensslNameHash(name: x509.Name) -> str:
     return "%08x" % int.from_bytes(digest[:4], "little")
 
 
+def _readFile(path: str, what: str) -> dict:
+    """S_OK(bytes of ``path``), or S_ERROR saying ``what`` could not be read."""
+    try:
+        with open(path, "rb") as fd:
+            return S_OK(fd.read())
+    except OSError as exc:
+        return S_ERROR(f"cannot read {what} {path}: {exc.strerror}")
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
@@ -383,12 +392,8 @@ class X509Certificate:
 
     def loadFromFile(self, certLocation: str) -> dict:
         """Load the first PEM certificate of a file."""
-        try:
-            with open(certLocation, "rb") as fd:
-                data = fd.read()
-        except OSError as exc:
-            return S_ERROR(f"cannot read certificate file {certLocation}: {exc.strerror}")
-        return self.loadFromString(data)
+        result = _readFile(certLocation, "certificate file")
+        return self.loadFromString(result["Value"]) if result["OK"] else result
 
     def loadFromString(self, pemData: str | bytes) -> dict:
         """Load the first PEM certificate of a string."""

@@ -32,6 +32,7 @@ from TornadoServices.Security.X509Certificate import (
     OID_PPL_LIMITED,
     OID_PROXY_CERT_INFO,
     X509Certificate,
+    _readFile,
     _utcnow,
     encodeDIRACGroup,
     encodeProxyCertInfo,
@@ -275,15 +276,6 @@ def _registry():
     from TornadoServices.ConfigurationSystem.Client.Helpers import Registry
 
     return Registry
-
-
-def _readFile(path: str, what: str) -> dict:
-    """S_OK(bytes of ``path``), or S_ERROR naming ``what`` could not be read."""
-    try:
-        with open(path, "rb") as fd:
-            return S_OK(fd.read())
-    except OSError as exc:
-        return S_ERROR(f"cannot read {what} {path}: {exc.strerror}")
 
 
 class X509Chain:
