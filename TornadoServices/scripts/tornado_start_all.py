@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if pidFile is not None:
             pidFile.acquire()
-        server = TornadoServer(services=True, port=args.port)
+        server = TornadoServer(services=services, port=args.port)  # the list discovered above
         processes = args.processes or defaultProcessCount()
         if processes == 1:
             server.startTornado(handleSignals=True)
