@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import pytest
 
@@ -467,3 +468,16 @@ def parseResponseHead(head: bytes) -> tuple[int, dict[str, str]]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(lines[0].split()[1]), headers
+
+
+def waitFor(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+    """Poll until ``predicate()`` holds: a bounded wait for a state, never a speed assumption.
+
+    Server counters are updated on the server's own IO loop, which may run a moment after the
+    client has seen the outcome (the client reads the TLS alert before the server's callback runs).
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)

@@ -23,7 +23,7 @@ from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.Client.TransferClient import TransferClient
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Security import DevPKI
-from tests.conftest import PeakRSS
+from tests.conftest import PeakRSS, waitFor
 
 
 @pytest.fixture(autouse=True)
@@ -164,7 +164,7 @@ def test_certificate_from_unknown_ca_is_rejected_by_the_server(running_server, t
         result = TornadoClient("Framework/Dummy", proxyLocation=path).ping()
         assert not result["OK"] and "rejected our certificate" in result["Message"], result["Message"]
         assert "UNKNOWN_CA" in result["Message"]
-    assert running_server.stats.handshakeFailures >= before + 5
+    waitFor(lambda: running_server.stats.handshakeFailures >= before + 5, "the server to count 5 refused handshakes")
 
 
 def test_environment_ca_bundle_does_not_replace_our_ca(running_server, monkeypatch, tmp_path):

@@ -24,13 +24,12 @@ import socket
 import ssl
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
 
-from tests.conftest import RunningServer, loadCS, makeServerCFG, makeTestPKI, parseResponseHead
+from tests.conftest import RunningServer, loadCS, makeServerCFG, makeTestPKI, parseResponseHead, waitFor  # noqa: F401 (re-exported)
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -398,15 +397,6 @@ def offServer(secpki: SecurityPKI, secCFG: tuple[str, str]):
 
 # ------------------------------------------------------------------------------------------------------
 # helpers
-def waitFor(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> None:
-    """Poll until ``predicate()`` holds (a bounded wait for a state, never a speed assumption)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 def runThreads(count: int, target: Callable[[int], None], timeout: float = 120.0) -> None:
     """Run ``target(index)`` in ``count`` threads; re-raise the first failure."""
     failures: list[BaseException] = []
