@@ -470,14 +470,18 @@ def parseResponseHead(head: bytes) -> tuple[int, dict[str, str]]:
     return int(lines[0].split()[1]), headers
 
 
-def waitFor(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    """Poll until ``predicate()`` holds: a bounded wait for a state, never a speed assumption.
+def waitFor(predicate: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.01) -> Any:
+    """Poll until ``predicate()`` returns something true, and return it: a bounded wait for a state,
+    never a speed assumption. AssertionError naming ``what`` after ``timeout`` seconds.
 
     Server counters are updated on the server's own IO loop, which may run a moment after the
     client has seen the outcome (the client reads the TLS alert before the server's callback runs).
     """
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)

@@ -15,7 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -29,15 +28,8 @@ TIMEOUT = 60.0
 
 
 def waitUntil(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT, interval: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something true; AssertionError naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """``tests.conftest.waitFor`` with the longer timeout of the multi-process fault servers."""
+    return shared.waitFor(predicate, what, timeout, interval)
 
 
 def freePort() -> int:

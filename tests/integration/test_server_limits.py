@@ -4,23 +4,13 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-import time
 
 import pytest
 import requests
 
 from TornadoServices.Core.Encoding import decode, encode
 
-from tests.conftest import RunningServer, loadCS, makeServerCFG
-
-
-def _waitFor(predicate, what: str, timeout: float = 30.0) -> None:
-    """Poll until ``predicate()`` (bounded wait for a state, not a timing assumption)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+from tests.conftest import RunningServer, loadCS, makeServerCFG, waitFor
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +134,7 @@ def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer)
     sleeper = threading.Thread(target=lambda: results.setdefault("sleep", limitedServer.call("sleep", 60)))
     sleeper.start()
     try:
-        _waitFor(lambda: executor.pending == 1, "the sleeping call to occupy the only worker")
+        waitFor(lambda: executor.pending == 1, "the sleeping call to occupy the only worker")
         response = limitedServer.post("add", 1, 2)
         assert response.status_code == 503
         assert "overloaded" in _json(response)["Message"]
@@ -157,7 +147,7 @@ def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer)
 
 
 def test_connections_beyond_max_are_closed(limitedServer, pki):
-    _waitFor(lambda: limitedServer.stats.openConnections == 0, "connections of earlier tests to close")
+    waitFor(lambda: limitedServer.stats.openConnections == 0, "connections of earlier tests to close")
     context = ssl.create_default_context(cafile=pki.caFile)
     context.load_cert_chain(pki.proxy)
     held = []
@@ -165,7 +155,7 @@ def test_connections_beyond_max_are_closed(limitedServer, pki):
         for _ in range(3):
             raw = socket.create_connection(("127.0.0.1", limitedServer.port), timeout=30)
             held.append(context.wrap_socket(raw, server_hostname="localhost"))
-        _waitFor(lambda: limitedServer.stats.openConnections >= 3, "three open connections")
+        waitFor(lambda: limitedServer.stats.openConnections >= 3, "three open connections")
         before = limitedServer.stats.connectionsRejected
         extra = socket.create_connection(("127.0.0.1", limitedServer.port), timeout=30)
         try:
@@ -180,7 +170,7 @@ def test_connections_beyond_max_are_closed(limitedServer, pki):
     finally:
         for sock in held:
             sock.close()
-    _waitFor(lambda: limitedServer.stats.openConnections == 0, "held connections to close")
+    waitFor(lambda: limitedServer.stats.openConnections == 0, "held connections to close")
     assert limitedServer.call("ping")["OK"]
 
 
@@ -278,7 +268,7 @@ def test_slow_body_is_cut_by_the_body_timeout(impatientServer, pki):
         )
         assert b"200 OK" not in _closedByServer(tls)
     # the headers were read (a request started) and the connection was closed while its body was pending
-    _waitFor(lambda: stats.requestsByStatus[499] > cut, "the request cut during its body to be counted")
+    waitFor(lambda: stats.requestsByStatus[499] > cut, "the request cut during its body to be counted")
 
 
 def test_idle_keep_alive_connection_is_closed(impatientServer, pki):
@@ -303,10 +293,10 @@ def test_stop_lets_running_calls_finish(pki, _serverSession):
     outcome = {}
     sleeper = threading.Thread(target=lambda: outcome.setdefault("sleep", handle.call("sleep", 120)))
     sleeper.start()
-    _waitFor(lambda: handler._runtime.executor.pending == 1, "the sleeping call to start")
+    waitFor(lambda: handler._runtime.executor.pending == 1, "the sleeping call to start")
     stopper = threading.Thread(target=server.stop)
     stopper.start()
-    _waitFor(lambda: server._httpServers[0]._stopped, "the server to stop listening")
+    waitFor(lambda: server._httpServers[0]._stopped, "the server to stop listening")
     with pytest.raises(requests.ConnectionError):
         handle.post("ping")
     handler.wakeUp.set()
