@@ -40,6 +40,7 @@ from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines
 from TornadoServices.Server.private.Credentials import ConnectionCredentials
 from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
 from TornadoServices.Server.private.ForwardedChain import TrustedProxies, parseNetworks
+from TornadoServices.Server.private.LogLimit import installHandshakeLogLimit
 from TornadoServices.Server.private.Metrics import (
     HealthHandler,
     MetricsDirectory,
@@ -271,6 +272,9 @@ class TornadoServer:
         trustedProxyCertHeader: Optional[str] = None,
         trustedProxyChainHeader: Optional[str] = None,
         trustedProxyVerifyHeader: Optional[str] = None,
+        handshakeLogLimit: Optional[int] = None,
+        handshakeLogInterval: Optional[float] = None,
+        handshakeLogPeers: Optional[int] = None,
     ) -> None:
         """Load the handlers of ``services`` (True = every https service of the CS, or a list of
         ``System/Component[:port]``) and resolve settings; raise TornadoServerError when something is wrong."""
@@ -304,6 +308,9 @@ class TornadoServer:
                 trustedProxyCertHeader=trustedProxyCertHeader,
                 trustedProxyChainHeader=trustedProxyChainHeader,
                 trustedProxyVerifyHeader=trustedProxyVerifyHeader,
+                handshakeLogLimit=handshakeLogLimit,
+                handshakeLogInterval=handshakeLogInterval,
+                handshakeLogPeers=handshakeLogPeers,
             )
             networks = parseNetworks(self.settings.trustedProxies)
         except ValueError as exc:
@@ -324,6 +331,7 @@ class TornadoServer:
         self._hostname = ""
         self._sockets: dict[int, list[socket.socket]] = {}
         self._snapshotter: Optional[PeriodicCallback] = None
+        self._handshakeLog: Optional[Any] = None
         #: True once every service is initialised and the ports serve (``/readyz``)
         self.ready = False
         #: True from the start of a stop (SIGTERM): no new connections, new calls get 503, ``/readyz`` 503
@@ -564,6 +572,8 @@ class TornadoServer:
         # One access line per request: written in batches (at most LOG_OUTPUT_DELAY late; warnings and the
         # lines before a clean exit at once) when the log goes to a file or a pipe.
         setOutputDelay(LOG_OUTPUT_DELAY)
+        # At most HandshakeLogLimit "SSL Error" lines per peer and reason per HandshakeLogInterval (LogLimit)
+        self._handshakeLog = installHandshakeLogLimit(self, settings.handshakeLogLimit, settings.handshakeLogInterval, settings.handshakeLogPeers)
         self._started = True
         self.ready = True
 
@@ -741,6 +751,8 @@ class TornadoServer:
                 pass
         for runtime in self._runtimes.values():
             runtime.executor.shutdown(wait=False)
+        if self._handshakeLog is not None:
+            self._handshakeLog.remove()  # writes the summaries still due
         self.ready = False
         if self._snapshotter is not None:
             self._snapshotter.stop()

@@ -41,6 +41,9 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("trustedProxyCertHeader", "TrustedProxyCertHeader", "X-SSL-CERT", "header with the client certificate from a trusted front end (URL-encoded PEM or base64 DER)"),
     ("trustedProxyChainHeader", "TrustedProxyChainHeader", "X-SSL-CHAIN", "header with the rest of the client chain from a trusted front end (optional)"),
     ("trustedProxyVerifyHeader", "TrustedProxyVerifyHeader", "X-Ssl_client_verify", "header in which a trusted front end says SUCCESS when it verified the client"),
+    ("handshakeLogLimit", "HandshakeLogLimit", 10, "refused-TLS-handshake WARNING lines logged per peer address and reason per HandshakeLogInterval; 0 = no limit"),
+    ("handshakeLogInterval", "HandshakeLogInterval", 60.0, "seconds of a handshake log window; at its end one summary line counts the lines dropped"),
+    ("handshakeLogPeers", "HandshakeLogPeers", 1000, "peer address/reason pairs tracked per window; beyond, further ones share one entry ('other addresses')"),
 )
 
 
@@ -75,6 +78,9 @@ class ServerSettings:
     trustedProxyCertHeader: str = "X-SSL-CERT"
     trustedProxyChainHeader: str = "X-SSL-CHAIN"
     trustedProxyVerifyHeader: str = "X-Ssl_client_verify"
+    handshakeLogLimit: int = 10
+    handshakeLogInterval: float = 60.0
+    handshakeLogPeers: int = 1000
 
     @classmethod
     def resolve(cls, **overrides: Any) -> "ServerSettings":
@@ -108,6 +114,12 @@ class ServerSettings:
         for name in ("maxBodySize", "maxUploadSize", "maxHeaderSize", "maxConnections", "maxThreads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"/Systems/Tornado/{name[0].upper()}{name[1:]} must be positive, not {getattr(self, name)}")
+        if self.handshakeLogLimit < 0:
+            raise ValueError(f"/Systems/Tornado/HandshakeLogLimit must be 0 (no limit) or more, not {self.handshakeLogLimit}")
+        if not self.handshakeLogInterval > 0:
+            raise ValueError(f"/Systems/Tornado/HandshakeLogInterval must be a positive number of seconds, not {self.handshakeLogInterval}")
+        if self.handshakeLogPeers <= 0:
+            raise ValueError(f"/Systems/Tornado/HandshakeLogPeers must be positive, not {self.handshakeLogPeers}")
         if self.maxWaitingPetitions < 0:
             raise ValueError("/Systems/Tornado/MaxWaitingPetitions must be 0 or more")
         if self.crlCheck.lower() not in ("auto", "chain", "off"):
