@@ -49,6 +49,23 @@ def test_metrics_access_follows_the_server_proxy_settings(cs, pki):
     assert metricsAccess("authenticated", "192.0.2.10", independent, acceptIndependentProxies=True) is None
 
 
+def test_metrics_access_refuses_a_chain_expired_since_the_handshake(cs, pki):
+    expired = ConnectionCredentials({"DN": pki.userDN, "group": "dirac_user", "isProxy": True, "isLimitedProxy": False}, None, 1.0)
+    status, result = metricsAccess("authenticated", "192.0.2.10", expired)
+    assert status == 401 and result["Errno"] == DErrno.ENOAUTH and "expired during this connection" in result["Message"]
+    assert (result["Errno"], result["Message"]) == (expired.expiredError()["Errno"], expired.expiredError()["Message"])  # as service calls
+    assert metricsAccess("loopback, ServiceAdministrator", "192.0.2.10", expired)[0] == 401
+    # rules that need no certificate do not look at it
+    assert metricsAccess("open", "192.0.2.10", expired) is None
+    assert metricsAccess("loopback, authenticated", "127.0.0.1", expired) is None
+
+
+def test_expired_error_is_none_before_the_end_of_the_chain():
+    credentials = ConnectionCredentials({"DN": "/CN=x"}, None, 100.0)
+    assert credentials.expiredError(now=99.5) is None
+    assert credentials.expiredError(now=100.0)["OK"] is False
+
+
 def test_handshake_failure_labels():
     verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
     verify.verify_message = "certificate has expired"

@@ -21,10 +21,14 @@ __all__ = [
     "publicCredentials",
     "CREDENTIALS_ORDER",
     "SERVER_ONLY_KEYS",
+    "EXPIRED_REASON",
 ]
 
 _STREAM_ATTRIBUTE = "_tornadoServicesCredentials"
 _AUTH_CACHE_SIZE = 256
+
+#: Auth-failure label (``stats.authFailures``, /metrics) of a request refused because its chain expired.
+EXPIRED_REASON = "certificate expired"
 
 #: Key order of the credential dictionary, as DIRAC's whoami shows it.
 CREDENTIALS_ORDER = (
@@ -90,6 +94,15 @@ class ConnectionCredentials:
         credDict["x509Chain"] = chain
         expiresAt = time.time() + max(0, int(credDict.get("secondsLeft", 0)))
         return cls(credDict, None, expiresAt)
+
+    def expiredError(self, now: float | None = None) -> dict[str, Any] | None:
+        """S_ERROR when the chain has expired since the handshake (keep-alive connection), else None.
+
+        OpenSSL checks validity only in the handshake: every request on an open connection is checked here.
+        """
+        if (time.time() if now is None else now) < self.expiresAt:
+            return None
+        return S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect")
 
     def cachedAuth(self, key: tuple[str, str, str | None], generation: int) -> tuple[bool, dict[str, Any]] | None:
         """The decision for ``key`` taken under the same configuration generation, if any."""

@@ -37,6 +37,8 @@ from tornado.iostream import StreamClosedError
 from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import encode
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
+from TornadoServices.Server.private.Credentials import EXPIRED_REASON
+from TornadoServices.Server.private.Dispatcher import stripCallStacks
 from TornadoServices.Server.private.Stats import LATENCY_BUCKETS
 from TornadoServices.Server.private.Supervisor import processAlive
 
@@ -341,7 +343,7 @@ class _ProbeHandler(tornado.web.RequestHandler):
     def answer(self, status: int, result: dict[str, Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(encode(result))
+        self.finish(encode(stripCallStacks(result)))  # the server's call stacks are not for the client
 
     def head(self) -> None:
         self.get()
@@ -392,7 +394,8 @@ def metricsAccess(
     (no certificate needed from 127.0.0.0/8 or ::1), and/or an authorisation rule as for a method
     (``authenticated``, properties, ``group:<g>``, ``vo:<v>``) that the caller's certificate must satisfy,
     with limited and independent proxies treated as the server's AcceptLimitedProxies /
-    AcceptIndependentProxies say, as for any method.
+    AcceptIndependentProxies say, as for any method. When the rule needs a certificate, a chain that expired
+    since the handshake (open keep-alive connection) is refused with 401, as for a service call.
     """
     from TornadoServices.Server.AuthManager import AuthManager, normaliseRule
 
@@ -414,6 +417,9 @@ def metricsAccess(
         return 403, S_ERROR(DErrno.ENOAUTH, f"/metrics is served to loopback clients only (/Systems/Tornado/MetricsAuthorization = {rule}), not to {peer}")
     if credentials.error is not None:
         return 401, credentials.error
+    expired = credentials.expiredError()
+    if expired is not None:
+        return 401, expired
     creds = dict(credentials.credDict or {})
     authManager = AuthManager(
         "/Systems/Tornado/MetricsAuthorization",
@@ -435,17 +441,23 @@ class MetricsHandler(_ProbeHandler):
         server = self.tsServer
         peer = self.request.remote_ip or ""
         settings = server.settings
+        credentials = server.requestCredentials(self.request)
         refusal = metricsAccess(
             settings.metricsAuthorization,
             peer,
-            server.requestCredentials(self.request),
+            credentials,
             acceptLimitedProxies=settings.acceptLimitedProxies,
             acceptIndependentProxies=settings.acceptIndependentProxies,
         )
         if refusal is not None:
             status, result = refusal
-            reason = "no certificate" if status == 401 else "not authorized"
-            server.stats.authFailures[f"metrics: {reason}"] += 1
+            if status == 403:
+                reason = "metrics: not authorized"
+            elif credentials.error is not None:
+                reason = "metrics: no certificate"
+            else:  # a readable chain refused with 401: expired since the handshake, labelled as for services
+                reason = EXPIRED_REASON
+            server.stats.authFailures[reason] += 1
             self.answer(status, result)
             return
         own = workerState(server)
