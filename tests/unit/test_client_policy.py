@@ -510,6 +510,70 @@ def test_client_https_client_hook():
     assert seen == ["whoami"]
 
 
+GATEWAY = "https://gateway:9000"
+DIPS_GATEWAY = "dips://gateway:9135"
+
+
+def _siteWithGateway(gateway: str) -> None:
+    gConfig.setOptionValue("/LocalSite/Site", "LCG.Site.org")
+    gConfig.setOptionValue("/DIRAC/Gateways/LCG.Site.org", gateway)
+
+
+def test_selector_https_gateway_over_dips_urls_gives_the_https_client():
+    gConfig.setOptionValue("/Systems/Framework/URLs/Dummy", "dips://old:9135/Framework/Dummy")
+    _siteWithGateway(GATEWAY)
+    transport = MockTransport(ok("through the gateway"))
+    client = RPCClientSelector("Framework/Dummy", transport=transport)
+    assert type(client) is TornadoClient
+    assert client.ping()["Value"] == "through the gateway"
+    assert [r.url for r in transport.requests] == [f"{GATEWAY}/Framework/Dummy"]
+
+
+def test_selector_dips_gateway_over_https_urls_gives_the_legacy_client():
+    gConfig.setOptionValue("/Systems/Framework/URLs/Dummy", URL)
+    _siteWithGateway(DIPS_GATEWAY)
+    transport = MockTransport(ok())
+    client = RPCClientSelector("Framework/Dummy", transport=transport)
+    assert isinstance(client, LegacyProtocolClient)
+    result = client.ping()
+    assert not result["OK"] and result["Errno"] == errno.EPROTONOSUPPORT
+    assert "gateways of site LCG.Site.org" in result["Message"] and f"{DIPS_GATEWAY}/Framework/Dummy" in result["Message"]
+    assert "ignoreGateways=True" in result["Message"]
+    assert transport.requests == []
+    # a TornadoClient made directly would refuse the same gateway, for the same reason
+    direct = TornadoClient("Framework/Dummy", transport=transport).ping()
+    assert not direct["OK"] and "legacy dips protocol" in direct["Message"] and transport.requests == []
+
+
+def test_selector_ignore_gateways_keeps_the_service_urls_decision():
+    gConfig.setOptionValue("/Systems/Framework/URLs/Dummy", URL)
+    gConfig.setOptionValue("/Systems/Framework/URLs/Legacy", "dips://old:9135/Framework/Legacy")
+    _siteWithGateway(DIPS_GATEWAY)
+    transport = MockTransport(ok("direct"))
+    client = RPCClientSelector("Framework/Dummy", transport=transport, ignoreGateways=True)
+    assert type(client) is TornadoClient
+    assert client.ping()["Value"] == "direct"
+    assert [r.url for r in transport.requests] == [URL]
+    _siteWithGateway(GATEWAY)
+    legacy = RPCClientSelector("Framework/Legacy", transport=transport, ignoreGateways=True)
+    assert isinstance(legacy, LegacyProtocolClient)
+    message = legacy.ping()["Message"]
+    assert "dips://old:9135/Framework/Legacy" in message and "gateway" not in message
+    assert legacy.ping()["rpcStub"][0][1]["ignoreGateways"] is True  # passed on like any client option
+
+
+def test_selector_without_gateway_decides_on_the_service_urls():
+    gConfig.setOptionValue("/Systems/Framework/URLs/Dummy", URL)
+    gConfig.setOptionValue("/Systems/Framework/URLs/Legacy", "dips://old:9135/Framework/Legacy")
+    gConfig.setOptionValue("/LocalSite/Site", "LCG.Site.org")  # a site without gateways
+    gConfig.setOptionValue("/DIRAC/Gateways/LCG.Other.org", DIPS_GATEWAY)  # another site's
+    assert type(RPCClientSelector("Framework/Dummy")) is TornadoClient
+    assert isinstance(RPCClientSelector("Framework/Legacy"), LegacyProtocolClient)
+    _siteWithGateway(GATEWAY)
+    assert type(RPCClientSelector(URL)) is TornadoClient  # explicit URLs are used as given, gateway or not
+    assert isinstance(RPCClientSelector("dips://old:9135/Framework/Legacy"), LegacyProtocolClient)
+
+
 def test_selector_module_has_no_random_choice():
     assert "random" not in selectorModule.__dict__
 

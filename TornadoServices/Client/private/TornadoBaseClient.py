@@ -134,6 +134,21 @@ def _splitURLs(destination: str) -> list[str]:
     return [url.strip() for url in destination.split(",") if url.strip()]
 
 
+def _serviceURLs(serviceName: str, ignoreGateways: bool = False) -> tuple[list[str], bool]:
+    """(URLs, through a gateway?) a client of ``System/Component`` uses, any scheme.
+
+    The gateways of the local site (``/LocalSite/Site`` -> ``/DIRAC/Gateways/<site>``, each made to end in
+    ``/System/Component``) replace the service's own URLs unless ``ignoreGateways``; else the CS list (main
+    URLs shuffled, then failover URLs). Shared by the clients and RPCClientSelector, so that the selector
+    decides on the URLs that the client then uses.
+    """
+    if not ignoreGateways:
+        gateways = PathFinder.getGatewayURLs(*serviceName.split("/", 1))
+        if gateways:
+            return gateways, True
+    return PathFinder.getServiceURLs(serviceName, failover=True), False
+
+
 class TornadoBaseClient:
     """Everything a DIRAC HTTPS client does except the attribute-call sugar (see TornadoClient)."""
 
@@ -284,11 +299,7 @@ class TornadoBaseClient:
             raise E.NoURLError(
                 f"URL for service {self._serviceName} not found: give 'System/Service' or an https:// URL"
             )
-        if not self.kwargs.get(self.KW_IGNORE_GATEWAYS):
-            gateways = PathFinder.getGatewayURLs(*self._serviceName.split("/", 1))
-            if gateways:
-                return gateways
-        urls = PathFinder.getServiceURLs(self._serviceName, failover=True)
+        urls, _ = _serviceURLs(self._serviceName, bool(self.kwargs.get(self.KW_IGNORE_GATEWAYS)))
         if not urls:
             system, component = self._serviceName.split("/", 1)
             raise E.NoURLError(
