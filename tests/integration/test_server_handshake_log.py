@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 
 from tests.conftest import RunningServer, loadCS, makeServerCFG, waitFor
 from TornadoServices.Server.private import LogLimit

@@ -8,7 +8,13 @@ import threading
 import pytest
 
 from TornadoServices.Server.private import LogLimit
-from TornadoServices.Server.private.LogLimit import OTHER_ADDRESSES, HandshakeLogFilter, HandshakeLogLimit, installHandshakeLogLimit, refusalKey
+from TornadoServices.Server.private.LogLimit import (
+    OTHER_ADDRESSES,
+    HandshakeLogFilter,
+    HandshakeLogLimit,
+    installHandshakeLogLimit,
+    refusalKey,
+)
 
 
 class FakeClock:
@@ -144,7 +150,7 @@ def test_filter_applies_the_limits_of_the_logging_thread():
     logFilter = HandshakeLogFilter(log=written.append)
     owner = object()
     logFilter.register(owner, HandshakeLogLimit(2, 60.0, 10, clock=clock))
-    record = lambda: tornadoRecord(("192.0.2.7", 1), sslError("no shared cipher"))  # noqa: E731
+    record = lambda: tornadoRecord(("192.0.2.7", 1), sslError("no shared cipher"))
     assert [logFilter.filter(record()) for _ in range(5)] == [True, True, False, False, False]
     # another thread (no server of its own) is not limited, nor are other lines
     assert logFilter.filter(tornadoRecord(("192.0.2.7", 1), sslError("no shared cipher"), thread=-1))

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 from TornadoServices.Server.private.Metrics import handshakeFailureReason
 
-__all__ = ["HandshakeLogLimit", "HandshakeLogFilter", "HandshakeLogHook", "installHandshakeLogLimit", "LOGGER_NAME", "OTHER_ADDRESSES"]
+__all__ = ["HandshakeLogLimit", "HandshakeLogFilter", "HandshakeLogHook", "installHandshakeLogLimit", "refusalKey", "LOGGER_NAME", "OTHER_ADDRESSES"]
 
 #: the logger Tornado writes its handshake errors to
 LOGGER_NAME = "tornado.general"
