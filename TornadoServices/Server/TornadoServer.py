@@ -36,7 +36,7 @@ from TornadoServices.Core.ReturnValues import S_ERROR, S_OK, isReturnStructure
 from TornadoServices.Security import Locations, TLS
 from TornadoServices.Server.AuthManager import AuthManager
 from TornadoServices.Server.HandlerManager import HandlerInfo, HandlerManager, getExtensions
-from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines
+from TornadoServices.Server.private.BodyDeadlines import BodyDeadlines, closeAfterAnswer
 from TornadoServices.Server.private.Credentials import ConnectionCredentials
 from TornadoServices.Server.private.Dispatcher import buildMethodTable, stripCallStacks
 from TornadoServices.Server.private.ForwardedChain import TrustedProxies, parseNetworks
@@ -78,6 +78,7 @@ class _NotFoundHandler(tornado.web.RequestHandler):
         stats.requestsByStatus[404] += 1
         self.set_status(404)
         self.set_header("Content-Type", "application/json")
+        closeAfterAnswer(self.request)  # answered before the body: Tornado closes the connection, the client must know
         path = self.request.path
         self.finish(encode(stripCallStacks(S_ERROR(f"Unknown service: nothing is served at {path} (services are at /<System>/<Service>)"))))
 

@@ -10,7 +10,20 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-__all__ = ["BodyDeadlines"]
+__all__ = ["BodyDeadlines", "closeAfterAnswer"]
+
+
+def closeAfterAnswer(request: Any) -> None:
+    """The answer to ``request`` goes out before its body was read (or while it may still be arriving).
+
+    The connection cannot carry another request then (the unread body would be parsed as the next one),
+    and Tornado closes it after the answer, without telling the client. Close it explicitly instead, which
+    also makes Tornado send ``Connection: close``: a client that pooled the connection would otherwise send
+    its next call into a closing socket and could not know whether the server ran it.
+    """
+    connection = request.connection
+    if hasattr(connection, "_disconnect_on_finish"):  # tornado's HTTP1Connection
+        connection._disconnect_on_finish = True
 
 
 class BodyDeadlines:
