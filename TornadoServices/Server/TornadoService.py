@@ -33,6 +33,7 @@ from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
+from TornadoServices.Server.private.BodyDeadlines import closeAfterAnswer
 from TornadoServices.Server.private.Credentials import (
     ConnectionCredentials,
     orderCredentials,
@@ -239,15 +240,24 @@ class TornadoService(RequestHandler):
             try:
                 self._checkRequest(self._runtime)
             except _RequestFailed as failure:
-                self._fail(failure)
+                self._refuseBeforeBody(failure)
+            except Exception:
+                closeAfterAnswer(self.request)
+                raise
             return
         self._earlyOutcome = None
         if outcome is _READY:
             self.__dict__["_tsPreparedFuture"] = None  # resolved in initialize()
         elif isinstance(outcome, _EarlyError):
+            closeAfterAnswer(self.request)
             raise outcome.error
         else:
-            self._fail(outcome)
+            self._refuseBeforeBody(outcome)
+
+    def _refuseBeforeBody(self, failure: _RequestFailed) -> None:
+        """Answer a refusal found before the body was read; the connection is closed after it (and says so)."""
+        closeAfterAnswer(self.request)
+        self._fail(failure)
 
     def _checkRequest(self, runtime: Any) -> None:
         """Server state, credentials of the connection and body size, before the body is read."""
