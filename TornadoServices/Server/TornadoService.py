@@ -28,6 +28,7 @@ from tornado import httputil
 from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
+import TornadoServices
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Core import DErrno
 from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
@@ -77,6 +78,26 @@ def _readBootTime() -> Optional[float]:
 
 _BOOT_TIME = _readBootTime()
 _loadCache: list[Any] = [0.0, None]  # [valid until, "1m 5m 15m"]
+_EPOCH = datetime.datetime(1970, 1, 1)
+_secondCache: tuple[int, datetime.datetime] = (-1, _EPOCH)  # (whole second of time.time(), that second as naive UTC)
+
+
+def _utcSecond(now: float) -> datetime.datetime:
+    """``now`` (a ``time.time()`` value) truncated to the second, as a naive UTC datetime; made once per second.
+
+    The same as ``datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)`` read at ``now``. The cache
+    is one tuple replaced whole (safe from any thread): a value is only reused within the same second.
+    """
+    global _secondCache
+    second = int(now // 1)
+    cached = _secondCache
+    if cached[0] == second:
+        return cached[1]
+    value = _EPOCH + datetime.timedelta(seconds=second)
+    _secondCache = (second, value)
+    return value
+
+
 
 
 def _loadAverage(now: float) -> Optional[str]:
@@ -744,14 +765,9 @@ class TornadoService(RequestHandler):
     @_ownResult
     async def export_ping(self) -> dict[str, Any]:
         """Service health: versions, times, load and the service URL (DIRAC's fields, in DIRAC's order)."""
-        import TornadoServices
-
         runtime = self._runtime
         now = time.time()
-        info: dict[str, Any] = {
-            "version": TornadoServices.version,
-            "time": datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None, microsecond=0),
-        }
+        info: dict[str, Any] = {"version": TornadoServices.version, "time": _utcSecond(now)}
         if _BOOT_TIME is not None:
             info["host uptime"] = int(now - _BOOT_TIME)
         info["service start time"] = runtime.startTime
