@@ -114,12 +114,24 @@ def registerSerializable(
     return register(cls)
 
 
+#: ``isoformat(" ")`` of naive whole-second datetimes already encoded (the same timestamps recur: a service's
+#: start time, the current second); bounded, emptied when full. Plain dict operations: safe from any thread.
+_datetimeTexts: Dict[datetime.datetime, str] = {}
+_DATETIME_TEXTS_MAX = 256
+
+
 def _default(obj: Any) -> Any:
     """Convert the non-JSON types JEncode knows into their marker dicts (called by the C encoder)."""
     if isinstance(obj, datetime.datetime):
         if obj.microsecond or obj.tzinfo is not None or type(obj) is not datetime.datetime:
             obj = datetime.datetime(obj.year, obj.month, obj.day, obj.hour, obj.minute, obj.second)
-        return {"__dCls": "dt", "obj": obj.isoformat(" ")}
+        text = _datetimeTexts.get(obj)
+        if text is None:
+            text = obj.isoformat(" ")
+            if len(_datetimeTexts) >= _DATETIME_TEXTS_MAX:
+                _datetimeTexts.clear()
+            _datetimeTexts[obj] = text
+        return {"__dCls": "dt", "obj": text}
     if isinstance(obj, datetime.date):
         if type(obj) is not datetime.date:
             obj = datetime.date(obj.year, obj.month, obj.day)

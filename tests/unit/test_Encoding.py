@@ -396,3 +396,28 @@ _oracleKeys = st.text(max_size=6) | st.integers() | st.booleans() | st.none() | 
 )
 def test_bytes_identical_to_reference_json_dumps(value):
     assert encode(value) == json.dumps(value, default=_referenceDefault)
+
+
+def test_datetime_text_cache_gives_the_same_bytes():
+    """Whole-second datetimes reuse their text: every encoding still equals the uncached form."""
+    class Later(datetime.datetime):
+        pass
+
+    def plain(value: datetime.datetime) -> str:
+        value = datetime.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second)
+        return '{"__dCls": "dt", "obj": "' + value.isoformat(" ") + '"}'
+
+    base = datetime.datetime(2024, 10, 17, 8, 5, 3)
+    values = [base + datetime.timedelta(seconds=step) for step in range(600)]  # more than the cache holds
+    values += [
+        base,
+        base.replace(microsecond=999999),
+        base.replace(fold=1),
+        base.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=-5))),
+        Later(2024, 10, 17, 8, 5, 3),
+        datetime.datetime(5, 1, 1),
+    ]
+    for _ in range(2):
+        for value in values:
+            assert encode(value) == plain(value)
+            assert encode([value, {"t": value}]) == f'[{plain(value)}, {{"t": {plain(value)}}}]'
