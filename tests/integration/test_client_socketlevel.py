@@ -18,7 +18,8 @@ from typing import Callable, Optional
 import pytest
 
 from TornadoServices.Client.Client import Client
-from TornadoServices.Client.private.pool import connectionStats, gSessionRegistry
+from TornadoServices.Client.private import pool as poolModule
+from TornadoServices.Client.private.pool import MAX_IDLE_SECONDS, SessionRegistry, connectionStats, gSessionRegistry
 from TornadoServices.Client.private.TornadoBaseClient import resetBannedURLs
 from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.Client.TransferClient import TransferClient
@@ -226,6 +227,45 @@ def test_fresh_client_objects_reuse_one_tls_connection(servers, tlsPKI):
     assert server.connections == 1
     assert len(server.requests) == 100
     assert connectionStats()["tlsConnections"] - before == 1
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_pooled_connection_idle_beyond_max_idle_is_not_reused(servers, tlsPKI, monkeypatch):
+    # A server closes idle keep-alive connections after its IdleConnectionTimeout; a client that reused one
+    # at that moment would lose the call. Past maxIdle the client connects afresh instead.
+    clock = _FakeClock()
+    monkeypatch.setattr(poolModule, "_clock", clock)
+    server = servers(answer(), tlsPKI.serverContext())
+    assert Client(url=server.url()).ping()["OK"]
+    clock.now += MAX_IDLE_SECONDS - 1
+    assert Client(url=server.url()).ping()["OK"]  # idle just below the limit: reused
+    assert server.connections == 1
+    clock.now += MAX_IDLE_SECONDS + 1
+    assert Client(url=server.url()).ping()["OK"]  # idle past the limit: a new connection
+    assert server.connections == 2 and len(server.requests) == 3
+
+
+def test_max_idle_none_keeps_connections_however_long_idle(servers, tlsPKI, monkeypatch):
+    clock = _FakeClock()
+    monkeypatch.setattr(poolModule, "_clock", clock)
+    monkeypatch.setattr(gSessionRegistry, "maxIdle", None)
+    server = servers(answer(), tlsPKI.serverContext())
+    assert Client(url=server.url()).ping()["OK"]
+    clock.now += 24 * 3600
+    assert Client(url=server.url()).ping()["OK"]
+    assert server.connections == 1
+
+
+def test_max_idle_must_be_positive():
+    with pytest.raises(ValueError, match="maxIdle"):
+        SessionRegistry(maxIdle=0)
 
 
 def test_different_credentials_get_different_connections(servers, tlsPKI):

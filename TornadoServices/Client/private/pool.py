@@ -14,15 +14,22 @@ Each session mounts a :class:`_TLSAdapter` whose urllib3 pools use the ``ssl.SSL
 * the adapter ignores requests' ``verify``/``cert`` machinery, so urllib3 never loads another CA file
   into our context;
 * cookies are refused (calls stay stateless even though the session is shared).
+
+A pooled connection idle for more than ``maxIdle`` seconds (default :data:`MAX_IDLE_SECONDS`) is closed
+instead of reused: the server closes idle connections after its ``IdleConnectionTimeout`` (120 s by
+default), and a call sent on a connection the server is closing at that moment is lost without a way to
+know whether it ran. Keep ``maxIdle`` below the servers' idle timeout.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any, Iterator, Optional
@@ -36,12 +43,18 @@ from TornadoServices.Client.private.errors import CredentialError
 from TornadoServices.Client.private.transport import TLSSettings
 from TornadoServices.Core.Logging import gLogger
 
-__all__ = ["SessionRegistry", "gSessionRegistry", "connectionStats", "buildSSLContext", "probeServerVerdict"]
+__all__ = [
+    "SessionRegistry", "gSessionRegistry", "connectionStats", "buildSSLContext", "probeServerVerdict", "MAX_IDLE_SECONDS",
+]
 
 PHASE_ATTR = "_tornadoClientPhase"
 #: Request bodies up to this size are sent in the same write as the request's header block
 COALESCE_BODY_BYTES = 64 * 1024
 FIRST_USE_ATTR = "_tornadoClientFirstUse"
+#: Seconds a pooled keep-alive connection may stay idle and still be reused (below the servers' 120 s)
+MAX_IDLE_SECONDS = 60.0
+#: Clock of the idle times (monotonic; replaceable in tests)
+_clock = time.monotonic
 
 
 class _Stats:
@@ -131,7 +144,25 @@ class _InstrumentedHTTPSConnection(HTTPSConnection):
 
 
 class _InstrumentedHTTPSConnectionPool(HTTPSConnectionPool):
+    """urllib3's pool of our connections; a connection idle for more than ``maxIdle`` seconds is not reused."""
+
     ConnectionCls = _InstrumentedHTTPSConnection
+
+    def __init__(self, *args: Any, maxIdle: Optional[float] = MAX_IDLE_SECONDS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.maxIdle = maxIdle
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            conn._tsIdleSince = _clock()
+        super()._put_conn(conn)
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        conn = super()._get_conn(timeout)
+        since = getattr(conn, "_tsIdleSince", None)
+        if since is not None and self.maxIdle is not None and _clock() - since > self.maxIdle and not conn.is_closed:
+            conn.close()  # the server may be closing it right now: connect afresh rather than risk the call
+        return conn
 
     def _validate_conn(self, conn: Any) -> None:
         """Connect early, as urllib3 does; with skipCACheck (an explicit choice) without its per-request warning."""
@@ -145,8 +176,9 @@ class _InstrumentedHTTPSConnectionPool(HTTPSConnectionPool):
 class _TLSAdapter(HTTPAdapter):
     """HTTPAdapter whose HTTPS pools use exactly one SSLContext and ignore requests' verify/cert values."""
 
-    def __init__(self, sslContext: ssl.SSLContext, poolMaxSize: int) -> None:
+    def __init__(self, sslContext: ssl.SSLContext, poolMaxSize: int, maxIdle: Optional[float] = MAX_IDLE_SECONDS) -> None:
         self._sslContext = sslContext
+        self._maxIdle = maxIdle
         self._certReqs = "CERT_NONE" if sslContext.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
         super().__init__(pool_connections=16, pool_maxsize=poolMaxSize, max_retries=0)
 
@@ -154,7 +186,7 @@ class _TLSAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, ssl_context=self._sslContext, **poolKwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": HTTPConnectionPool,
-            "https": _InstrumentedHTTPSConnectionPool,
+            "https": functools.partial(_InstrumentedHTTPSConnectionPool, maxIdle=self._maxIdle),
         }
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
@@ -243,7 +275,7 @@ def _noteInsecure() -> None:
 class _PooledSession:
     """A session with the SSLContext it was built with."""
 
-    def __init__(self, tls: TLSSettings, poolMaxSize: int) -> None:
+    def __init__(self, tls: TLSSettings, poolMaxSize: int, maxIdle: Optional[float] = MAX_IDLE_SECONDS) -> None:
         self.sslContext = buildSSLContext(tls)
         if tls.skipCACheck:
             _noteInsecure()
@@ -251,7 +283,7 @@ class _PooledSession:
         self.session.trust_env = False
         self.session.proxies = {}
         self.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        self.session.mount("https://", _TLSAdapter(self.sslContext, poolMaxSize))
+        self.session.mount("https://", _TLSAdapter(self.sslContext, poolMaxSize, maxIdle))
         self.session.mount("http://", HTTPAdapter(max_retries=0))
 
     def close(self) -> None:
@@ -259,14 +291,21 @@ class _PooledSession:
 
 
 class SessionRegistry:
-    """Thread-safe map TLS settings -> pooled session; least recently used sessions beyond ``maxSessions`` close."""
+    """Thread-safe map TLS settings -> pooled session; least recently used sessions beyond ``maxSessions`` close.
 
-    def __init__(self, maxSessions: int = 32, poolMaxSize: int = 32) -> None:
+    ``poolMaxSize``: keep-alive connections kept per server; ``maxIdle``: seconds a pooled connection may be
+    idle and still be reused (None: no limit), applied to sessions created after it is set.
+    """
+
+    def __init__(self, maxSessions: int = 32, poolMaxSize: int = 32, maxIdle: Optional[float] = MAX_IDLE_SECONDS) -> None:
+        if maxIdle is not None and not maxIdle > 0:
+            raise ValueError(f"maxIdle must be a positive number of seconds or None, not {maxIdle!r}")
         self._lock = threading.Lock()
         self._sessions: "OrderedDict[tuple[Any, ...], _PooledSession]" = OrderedDict()
         self._current: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.maxSessions = maxSessions
         self.poolMaxSize = poolMaxSize
+        self.maxIdle = maxIdle
 
     def get(self, tls: TLSSettings) -> _PooledSession:
         """Return the pooled session for these settings, creating it (and its SSLContext) on first use."""
@@ -277,7 +316,7 @@ class SessionRegistry:
             if pooled is not None:
                 self._sessions.move_to_end(key)
                 return pooled
-            pooled = _PooledSession(tls, self.poolMaxSize)
+            pooled = _PooledSession(tls, self.poolMaxSize, self.maxIdle)
             stable = tls.stableKey()
             previous = self._current.get(stable)
             if previous is not None and previous in self._sessions:
