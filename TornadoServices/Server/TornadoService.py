@@ -98,8 +98,6 @@ def _utcSecond(now: float) -> datetime.datetime:
     return value
 
 
-
-
 def _loadAverage(now: float) -> Optional[str]:
     """``/proc/loadavg``'s first three fields, read at most once a second (the kernel updates them every 5 s)."""
     if now >= _loadCache[0]:
@@ -216,31 +214,48 @@ class TornadoService(RequestHandler):
         if runtime is not None:
             runtime.stats.inFlight += 1
             self._accounted = True
-            if self.request.method == "POST" and self._isPlainForm(runtime):
+            plain = self._plainForm(runtime) if self.request.method == "POST" else None
+            if plain is not None:
                 # The checks of prepare() run now, while Tornado creates the handler, so that a request that
                 # passes them has its body read at once instead of one event-loop iteration later (see
                 # _prepared_future). A refusal is only recorded here and answered by prepare() as before.
                 try:
-                    self._checkRequest(runtime)
+                    self._checkRequest(runtime, plain)
                     self._earlyOutcome = _READY
                 except _RequestFailed as failure:
                     self._earlyOutcome = failure
                 except Exception as exc:
                     self._earlyOutcome = _EarlyError(exc)
 
-    def _isPlainForm(self, runtime: Any) -> bool:
-        """A body of a known size within MaxBodySize, not compressed, not chunked, not a streamed upload."""
+    def _plainForm(self, runtime: Any) -> Optional[tuple[str, str]]:
+        """``(Content-Type, Content-Length)`` of a body of a known size within MaxBodySize, not compressed, not
+        chunked, not a streamed upload; None for any other request.
+
+        Reads Tornado's field lists (``HTTPHeaders._as_list``, keyed by normalised name, as TrustedProxies does)
+        instead of ``HTTPHeaders.get``, which normalises the name on each call; a field sent on several lines
+        reads as ``HTTPHeaders`` combines it (joined with ``,``).
+        """
         headers = self.request.headers
-        length = headers.get("Content-Length")
-        return (
-            length is not None
-            and length.isdigit()
-            and int(length) <= runtime.settings.maxBodySize
-            and "Transfer-Encoding" not in headers
-            and "Content-Encoding" not in headers
-            and "X-Consumed-Content-Encoding" not in headers  # Tornado decompresses gzip bodies and renames the header
-            and not headers.get("Content-Type", "").startswith(_OCTET)
-        )
+        fields = getattr(headers, "_as_list", None)
+        if type(fields) is not dict:
+            fields = {name: headers.get_list(name) for name in headers}
+        lines = fields.get("Content-Length")
+        if lines is None:
+            return None
+        length = lines[0] if len(lines) == 1 else ",".join(lines)
+        if (
+            not length.isdigit()
+            or int(length) > runtime.settings.maxBodySize
+            or "Transfer-Encoding" in fields
+            or "Content-Encoding" in fields
+            or "X-Consumed-Content-Encoding" in fields  # Tornado decompresses gzip bodies and renames the header
+        ):
+            return None
+        lines = fields.get("Content-Type")
+        contentType = "" if lines is None else lines[0] if len(lines) == 1 else ",".join(lines)
+        if contentType.startswith(_OCTET):
+            return None
+        return contentType, length
 
     def _getPreparedFuture(self) -> Any:
         return self.__dict__.get("_tsPreparedFuture")
@@ -280,8 +295,11 @@ class TornadoService(RequestHandler):
         closeAfterAnswer(self.request)
         self._fail(failure)
 
-    def _checkRequest(self, runtime: Any) -> None:
-        """Server state, credentials of the connection and body size, before the body is read."""
+    def _checkRequest(self, runtime: Any, plain: Optional[tuple[str, str]] = None) -> None:
+        """Server state, credentials of the connection and body size, before the body is read.
+
+        ``plain``: ``(Content-Type, Content-Length)`` as :meth:`_plainForm` read them, else they are read here.
+        """
         request = self.request
         if runtime.draining:
             raise _RequestFailed(503, S_ERROR("The server is shutting down: this call was not executed; send it again (to another server)"))
@@ -292,11 +310,15 @@ class TornadoService(RequestHandler):
         if time.time() >= connection.expiresAt:
             runtime.stats.authFailures["certificate expired"] += 1
             raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
-        contentType = self._contentType = request.headers.get("Content-Type", "")
+        if plain is None:
+            contentType = request.headers.get("Content-Type", "")
+            length = None if contentType.startswith(_OCTET) else request.headers.get("Content-Length")
+        else:
+            contentType, length = plain
+        self._contentType = contentType
         if contentType.startswith(_OCTET):
             self._prepareUpload(runtime)
         else:
-            length = request.headers.get("Content-Length")
             limit = runtime.settings.maxBodySize
             if length is not None and length.isdigit() and int(length) > limit:
                 self._refuseBody(int(length), limit, "MaxBodySize")
