@@ -36,12 +36,12 @@ class AccessRecordFactory:
         if template is None:
             logger = self._logger
             template = self._template = logger.makeRecord(logger.name, self._level, __file__, 0, "", None, None).__dict__.copy()
-        record = _LogRecord.__new__(_LogRecord)
-        fields = record.__dict__
-        fields.update(template)
+        fields = template.copy()  # one C-level copy, then given to the record as its attribute dict
         now = time.time()
         fields["created"] = now
         fields["msecs"] = (now - int(now)) * 1000.0
         fields["relativeCreated"] = template["relativeCreated"] + (now - template["created"]) * 1000.0
         fields["msg"] = message
+        record = _LogRecord.__new__(_LogRecord)
+        record.__dict__ = fields
         return record
