@@ -12,6 +12,11 @@ Loading of component ``S/C`` (CS section ``sec``):
 3. Otherwise ``<Extension>.<S>System.Service.<Name>Handler`` is imported for each package of
    ``/DIRAC/Extensions`` in order, then ``TornadoServices``; the class is ``<Name>Handler``.
 
+A component whose section has a ``Load`` option is a *load group*: the components it lists are loaded
+instead of it (a name without ``/`` is in the group's system; groups may list groups, a cycle is an error).
+An explicit port of the group (``S/G:port`` or the group's ``Port``) applies to every member; otherwise
+each member uses its own ``Port``.
+
 Directories listed in ``/DIRAC/ExtensionsPath`` (relative ones from the current directory) are put in front of
 ``sys.path`` first, so extension packages need not be installed.
 Each component gets its own subclass (``<S><C>Handler``) so class-level state is per component.
@@ -122,8 +127,36 @@ class HandlerManager:
         entries: dict[str, Optional[int]] = {}
         for entry in names:
             name, port = _parseEntry(entry)
-            entries.setdefault(name, port)  # first occurrence of a component wins its port
+            self._addEntry(entries, name, port, [])
         return list(entries.items())
+
+    def _addEntry(self, entries: dict[str, Optional[int]], name: str, port: Optional[int], groups: list[str]) -> None:
+        """Add component ``name``, or the members of its load group; the first occurrence of a component wins its port."""
+        section = PathFinder.getServiceSection(name)
+        members = [member.strip() for member in gConfig.getValue(f"{section}/Load", []) if member.strip()]
+        if not members:
+            entries.setdefault(name, port)
+            return
+        if name in groups:
+            raise ValueError(f"Load groups form a cycle: {' -> '.join(groups + [name])} (see the Load options)")
+        if port is None:
+            csPort = gConfig.getValue(f"{section}/Port", "")
+            if csPort:
+                if not str(csPort).isdigit():
+                    raise ValueError(f"{name}: {section}/Port must be a number, not {csPort!r}")
+                port = int(csPort)
+        system, _ = PathFinder.divideFullName(name)
+        for member in members:
+            memberName, memberPort = _parseEntry(member if "/" in member else f"{system}/{member}")
+            self._addEntry(entries, memberName, port if port is not None else memberPort, groups + [name])
+
+    def serviceEntries(self) -> dict:
+        """S_OK(list of ``"System/Component"`` or ``"System/Component:port"``) of the components to load:
+        the configured or discovered services with their load groups expanded; S_ERROR for a bad entry or group."""
+        try:
+            return S_OK([name if port is None else f"{name}:{port}" for name, port in self._entries()])
+        except (ValueError, RuntimeError) as exc:
+            return S_ERROR(str(exc))
 
     # ---- loading -----------------------------------------------------------------------------------------
     def loadServicesHandlers(self) -> dict:

@@ -75,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     from TornadoServices.Server.HandlerManager import HandlerManager
     from TornadoServices.Server.TornadoServer import TornadoServer, TornadoServerError
 
-    services = HandlerManager(True).discoverHandlers()["Value"]
-    if CS_SERVER in services and gConfig.getValue("/DIRAC/Configuration/Master", False):
+    found = HandlerManager(True).serviceEntries()  # discovered services, load groups expanded
+    if not found["OK"]:
+        log.fatal("Cannot start the server:", found["Message"])
+        return 1
+    services = found["Value"]
+    if any(entry.partition(":")[0] == CS_SERVER for entry in services) and gConfig.getValue("/DIRAC/Configuration/Master", False):
         log.fatal(
             "Refusing to start:",
             f"{CS_SERVER} is the master configuration service here (/DIRAC/Configuration/Master = yes): "

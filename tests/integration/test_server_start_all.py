@@ -164,6 +164,28 @@ def test_master_configuration_service_is_refused(cfgFile, env):
     assert "tornado-start-CS" in server.text
 
 
+def test_master_configuration_service_in_a_load_group_is_refused(cfgFile, env):
+    options = [
+        "-o", "/DIRAC/Configuration/Master=yes",
+        "-o", "/Systems/Framework/Services/Everything/Protocol=https",
+        "-o", "/Systems/Framework/Services/Everything/Load=Dummy,Configuration/Server",
+    ]
+    server = _run(["--cfg", cfgFile, "--port", "0", *options], env)
+    assert server.wait() == 1
+    assert "tornado-start-CS" in server.text
+
+
+def test_load_group_cycle_exits_1_naming_it(cfgFile, env):
+    options = [
+        "-o", "/Systems/Framework/Services/LoopA/Protocol=https",
+        "-o", "/Systems/Framework/Services/LoopA/Load=LoopB",
+        "-o", "/Systems/Framework/Services/LoopB/Load=LoopA",
+    ]
+    server = _run(["--cfg", cfgFile, "--port", "0", *options], env)
+    assert server.wait() == 1
+    assert "Load groups form a cycle: Framework/LoopA -> Framework/LoopB -> Framework/LoopA" in server.text
+
+
 @pytest.mark.parametrize("args", [["--port", "abc"], ["--no-such-option"], ["--port", "70000"]])
 def test_usage_errors_exit_2(cfgFile, env, args):
     server = _run(["--cfg", cfgFile, *args], env)

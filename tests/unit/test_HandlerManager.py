@@ -151,6 +151,69 @@ def test_explicit_list_with_port(cs, extension):
     assert result["Value"]["Framework/Alpha"].port == 1234
 
 
+def test_load_group_loads_its_members_instead(cs, extension):
+    name, path, write = extension
+    for handler in ("Alpha", "Gamma"):
+        write(f"{handler}Handler", HANDLER.format(name=handler))
+    configure(
+        name,
+        path,
+        """
+        Group
+        {
+          Protocol = https
+          Load = Alpha, Framework/Gamma
+        }
+        Alpha
+        {
+          Port = 9001
+        }
+        """,
+    )
+    manager = HandlerManager()
+    assert manager.serviceEntries() == {"OK": True, "Value": ["Framework/Alpha", "Framework/Gamma"]}  # own Port: at load
+    result = manager.loadServicesHandlers()
+    assert result["OK"], result
+    assert sorted(result["Value"]) == ["Framework/Alpha", "Framework/Gamma"]  # the group itself is not a service
+    assert result["Value"]["Framework/Alpha"].port == 9001 and result["Value"]["Framework/Gamma"].port is None
+
+
+def test_load_group_port_applies_to_members_and_groups_nest(cs, extension):
+    name, path, write = extension
+    for handler in ("Alpha", "Gamma"):
+        write(f"{handler}Handler", HANDLER.format(name=handler))
+    configure(
+        name,
+        path,
+        """
+        Outer
+        {
+          Protocol = https
+          Port = 9100
+          Load = Inner
+        }
+        Inner
+        {
+          Load = Alpha, Gamma
+        }
+        Alpha
+        {
+          Port = 9001
+        }
+        """,
+    )
+    assert HandlerManager().serviceEntries()["Value"] == ["Framework/Alpha:9100", "Framework/Gamma:9100"]
+    assert HandlerManager(["Framework/Inner:9200"]).serviceEntries()["Value"] == ["Framework/Alpha:9200", "Framework/Gamma:9200"]
+
+
+def test_load_group_cycle_is_a_clear_error(cs, extension):
+    name, path, write = extension
+    configure(name, path, "A\n{\n  Protocol = https\n  Load = B\n}\nB\n{\n  Load = A\n}\n")
+    for result in (HandlerManager().serviceEntries(), HandlerManager().loadServicesHandlers()):
+        assert not result["OK"]
+        assert "Load groups form a cycle: Framework/A -> Framework/B -> Framework/A" in result["Message"]
+
+
 def test_missing_module_names_what_was_tried(cs, extension):
     name, path, write = extension
     configure(name, path, "Nope\n{\n  Protocol = https\n}\n")
