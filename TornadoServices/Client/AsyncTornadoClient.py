@@ -9,12 +9,17 @@ of the sync client. The pool is separate from the loop's default executor (and f
 handler pool), so slow remote calls cannot starve them. Its size is ``MAX_WORKERS`` (16 unless
 ``TORNADO_CLIENT_ASYNC_WORKERS`` says otherwise): that many calls run at once, more wait.
 
+Identity: a call runs in a copy of the awaiting task's context, so the worker thread delegates as the
+task's :class:`~TornadoServices.Core.DISET.ThreadConfig.ThreadConfig` says (set in the task or in the
+code that created it), never as whatever an earlier call left in that worker thread.
+
 Cancelling the awaiting task does not abort the HTTP request already on the wire (it finishes, its
 answer is dropped) -- as for any RPC, a cancelled call may still have run.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +45,9 @@ def _getExecutor() -> ThreadPoolExecutor:
 
 
 async def _run(function: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """Run a blocking client call in the client pool and await its result."""
-    return await asyncio.wrap_future(_getExecutor().submit(function, *args))
+    """Run a blocking client call in the client pool, in a copy of the caller's context, and await its result."""
+    context = contextvars.copy_context()
+    return await asyncio.wrap_future(_getExecutor().submit(context.run, function, *args))
 
 
 class AsyncTornadoClient:

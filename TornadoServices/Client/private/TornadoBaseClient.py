@@ -13,6 +13,12 @@ Failover rules (a fix of DIRAC's, whose retry discarded the retry's answer):
 * After a *possible delivery* (read timeout, connection lost before the whole answer) the call is
   never resent: the S_ERROR says the call may or may not have run.
 
+Delegation: ``delegatedDN``/``delegatedGroup`` (or ``extraCredentials``) given to the constructor are
+fixed for the client's life; otherwise each call reads the :class:`ThreadConfig` of the thread (or asyncio
+task) *making the call*, not of the one that created the client: a client built at start-up or shared
+between worker threads must send, for each call, the identity its caller acts for and never another
+thread's. ``setup`` likewise: the kwarg, else the caller's ThreadConfig, else ``/DIRAC/Setup``, else "None".
+
 Timeouts: ``timeout`` (seconds; falsy means DIRAC's default 600) bounds the whole answer of an RPC.
 Unlike DIRAC no 120 s minimum is forced: a caller asking for 5 s gets 5 s. Connecting (TCP + TLS
 handshake) has its own limit, ``min(10, timeout)``, so a dead server fails fast. For file transfers
@@ -33,6 +39,7 @@ from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.ConfigurationSystem.Client.Helpers import Registry
 from TornadoServices.Core import DErrno
+from TornadoServices.Core.DISET.ThreadConfig import ThreadConfig
 from TornadoServices.Core.Encoding import DecodeError, EncodeError, decode, encode
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR
@@ -49,6 +56,7 @@ __all__ = [
 ]
 
 sLog = gLogger.getSubLogger("TornadoClient")
+gThreadConfig = ThreadConfig()
 
 DEFAULT_RPC_TIMEOUT = 600
 MAX_CONNECT_TIMEOUT = 10.0
@@ -182,8 +190,11 @@ class TornadoBaseClient:
         self.__initError: Optional[E.RPCError] = None
         self.__pemData: Optional[bytes] = None
         self.vo = "unknown"
-        self.setup = "None"
+        self.__setupKwarg = ""
+        self.__setupConfig = "None"
         self.__extraCredentials: Any = ""
+        #: True when the constructor fixed the credentials sent (delegatedDN or extraCredentials kwarg)
+        self.__fixedExtraCredentials = False
         try:
             self.__discoverServiceName()
             self.__mergeConnConf()
@@ -191,6 +202,7 @@ class TornadoBaseClient:
             self.kwargs[self.KW_TIMEOUT] = self.timeout
             self.__discoverCredentials()
             self.__discoverVO()
+            self.__discoverSetup()
             self.__discoverExtraCredentials()
         except E.RPCError as exc:
             self.__initError = exc
@@ -249,6 +261,11 @@ class TornadoBaseClient:
         """clientVO: the VO kwarg, else /DIRAC/VirtualOrganization, else "unknown" (as DIRAC 9)."""
         self.vo = self.kwargs.get(self.KW_VO) or gConfig.getValue("/DIRAC/VirtualOrganization", "") or "unknown"
 
+    def __discoverSetup(self) -> None:
+        """clientSetup: the setup kwarg, else (per call) ThreadConfig, else /DIRAC/Setup, else "None" (DIRAC 9)."""
+        self.__setupKwarg = str(self.kwargs.get(self.KW_SETUP) or "")
+        self.__setupConfig = PathFinder.getSetup() or "None"
+
     def __discoverExtraCredentials(self) -> None:
         """"hosts" with a host certificate; explicit kwarg overrides; delegation sends [DN, group]."""
         extra: Any = ""
@@ -256,21 +273,38 @@ class TornadoBaseClient:
             extra = self.VAL_EXTRA_CREDENTIALS_HOST
         if self.KW_EXTRA_CREDENTIALS in self.kwargs:
             extra = self.kwargs[self.KW_EXTRA_CREDENTIALS]
+            self.__fixedExtraCredentials = True
         delegatedDN = self.kwargs.get(self.KW_DELEGATED_DN)
         if delegatedDN:
-            delegatedGroup = self.kwargs.get(self.KW_DELEGATED_GROUP)
-            if not delegatedGroup:
-                result = Registry.findDefaultGroupForDN(delegatedDN)
-                if not result["OK"]:
-                    raise E.ClientSetupError(
-                        f"Cannot delegate for {delegatedDN}: no default group ({result['Message']}); "
-                        "pass delegatedGroup explicitly",
-                        errno=DErrno.ENOGROUP,
-                    )
-                delegatedGroup = result["Value"]
-                self.kwargs[self.KW_DELEGATED_GROUP] = delegatedGroup
+            delegatedGroup = self.kwargs.get(self.KW_DELEGATED_GROUP) or _defaultGroup(delegatedDN)
+            self.kwargs[self.KW_DELEGATED_GROUP] = delegatedGroup
             extra = [delegatedDN, delegatedGroup]
+            self.__fixedExtraCredentials = True
         self.__extraCredentials = extra
+
+    def _threadDelegation(self) -> Optional[tuple[str, Any]]:
+        """(DN, group) the calling thread delegates through ThreadConfig, None when it does not.
+
+        Constructor keywords win: a client given ``delegatedDN`` or ``extraCredentials`` ignores ThreadConfig;
+        a ``delegatedGroup`` keyword beats ThreadConfig's group. Without any group, the DN's default group
+        from the Registry (raises ClientSetupError when there is none).
+        """
+        if self.__fixedExtraCredentials:
+            return None
+        dn, group = gThreadConfig.getID()
+        if not dn:
+            return None
+        return dn, self.kwargs.get(self.KW_DELEGATED_GROUP) or group or _defaultGroup(dn)
+
+    def _extraCredentials(self) -> Any:
+        """The extraCredentials of this call: ThreadConfig's delegation, else what the constructor decided."""
+        delegation = self._threadDelegation()
+        return list(delegation) if delegation else self.__extraCredentials
+
+    @property
+    def setup(self) -> str:
+        """The setup sent by a call made now from this thread (clientSetup)."""
+        return self.__setupKwarg or gThreadConfig.getSetup() or self.__setupConfig
 
     # ------------------------------------------------------------------ per call
     @property
@@ -383,8 +417,9 @@ class TornadoBaseClient:
     def _commonFields(self) -> list[tuple[str, str]]:
         """The fields every request ends with, in DIRAC 9's order."""
         fields: list[tuple[str, str]] = []
-        if self.__extraCredentials:
-            fields.append((self.KW_EXTRA_CREDENTIALS, encode(self.__extraCredentials)))
+        extra = self.__extraCredentials if self.__initError is not None else self._extraCredentials()
+        if extra:
+            fields.append((self.KW_EXTRA_CREDENTIALS, encode(extra)))
         fields.append(("clientVO", self.vo))
         fields.append(("clientSetup", self.setup))
         return fields
@@ -398,8 +433,19 @@ class TornadoBaseClient:
         )
 
     def _rpcStub(self, method: str, args: Sequence[Any]) -> tuple[Any, ...]:
-        """((destination, kwargs), method, args): enough to replay the call (no secrets inside)."""
+        """((destination, kwargs), method, args): enough to replay the call (no secrets inside).
+
+        A delegation taken from ThreadConfig is written into the stub's kwargs, so that a replay acts
+        for the same user whatever thread replays it.
+        """
         kwargs = {k: v for k, v in self.kwargs.items() if k not in self.STUB_EXCLUDED}
+        if self.__initError is None:
+            try:
+                delegation = self._threadDelegation()
+            except E.RPCError:
+                delegation = None
+            if delegation:
+                kwargs[self.KW_DELEGATED_DN], kwargs[self.KW_DELEGATED_GROUP] = delegation
         return ((self._destinationSrv, kwargs), method, list(args))
 
     def _send(
@@ -545,6 +591,18 @@ class TornadoBaseClient:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._destinationSrv}>"
+
+
+def _defaultGroup(dn: str) -> str:
+    """The Registry default group of ``dn`` (raises ClientSetupError when it has none)."""
+    result = Registry.findDefaultGroupForDN(dn)
+    if not result["OK"]:
+        raise E.ClientSetupError(
+            f"Cannot delegate for {dn}: no default group ({result['Message']}); "
+            "pass delegatedGroup (or ThreadConfig().setGroup) explicitly",
+            errno=DErrno.ENOGROUP,
+        )
+    return result["Value"]
 
 
 def _combine(serviceName: str, failures: list[tuple[str, E.RPCError]]) -> E.RPCError:

@@ -1,0 +1,1 @@
+"""DIRAC's ``DIRAC.Core.DISET`` names that client code imports (``ThreadConfig``)."""
