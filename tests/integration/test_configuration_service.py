@@ -147,6 +147,7 @@ class Cluster:
 
     def _makePKI(self) -> None:
         ca = DevPKI.CertificateAuthority()
+        self.ca = ca
         DevPKI.writeCADirectory(os.path.join(self.base, "certificates"), [ca])
         host = ca.issueHost("localhost")
         host.writeCertAndKey(os.path.join(self.base, "hostcert.pem"), os.path.join(self.base, "hostkey.pem"), force=True)
@@ -630,6 +631,31 @@ def test_tornadoCS_cli(cluster, tmp_path):
     assert "Opt = x" in cli("show", "/Test/CliSection").stdout
     diffOut = cli("diff", history[1], history[0]).stdout
     assert "after rebase" not in diffOut and ("stale" in diffOut or marker in diffOut)
+
+
+def test_csapiRegistersUserAndHost_seenByFreshClientAndService(cluster):
+    cred = cluster.ca.issueUser("dave")
+    proxy = DevPKI.makeProxy(cred, group="users")
+    cluster.proxies["dave"] = proxy.writeProxyFile(os.path.join(cluster.base, "dave.proxy"))
+    assert not cluster.client(cluster.probeURL, "dave").getOption("/Test/Value")["OK"]  # not registered yet
+    api = cluster.csapi("alice")
+    refused = api.addUser("dave", {"DN": cluster.dns["carol"], "CA": "/CN=CA", "Email": "d@example.org"})
+    assert not refused["OK"] and "already registered as user carol" in refused["Message"]
+    result = api.addUser("dave", {"DN": cred.dn, "CA": "/CN=CA", "Email": "dave@example.org", "Groups": ["users"]})
+    assert result == {"OK": True, "Value": True}, result
+    assert api.addHost("worker.example.org", {"DN": "/DC=org/CN=worker.example.org", "CA": "/CN=CA"})["OK"]
+    committed = api.commit("register dave and worker")
+    assert committed["OK"], committed
+    fresh = cluster.csapi("bob")
+    assert fresh.getVersion() == committed["Value"]
+    assert fresh.describeUsers("dave")["Value"]["dave"]["Groups"] == ["users"]
+    assert fresh.describeHosts()["Value"]["worker.example.org"]["DN"] == "/DC=org/CN=worker.example.org"
+    assert "dave" in fresh.listUsers("users")["Value"]
+    # the service (refreshing through the slave) authenticates dave once the new Registry reached it
+    waitFor(lambda: cluster.client(cluster.probeURL, "dave").getOption("/Registry/Users/dave/Email")["OK"],
+            "the service to accept dave", processes=cluster.live())
+    seen = cluster.probe("/Registry/Hosts/worker.example.org/DN")
+    assert seen["value"] == "/DC=org/CN=worker.example.org"
 
 
 def test_masterKilled_slaveAndServiceKeepServing(cluster):

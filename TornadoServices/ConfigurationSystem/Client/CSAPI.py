@@ -10,16 +10,25 @@ Typical use (the caller needs ``CSAdministrator``, e.g. a proxy of an admin grou
 Edits are kept locally until ``commit``; the commit carries the version they were made on, so the master
 refuses it if somebody else committed in between (unless the master has ``EnableAutoMerge`` on and the
 changes do not overlap). After a refused commit, ``downloadCSData()`` and re-apply the edits.
+
+The Registry helpers (``addUser``, ``modifyUser``, ``deleteUsers``, ``addGroup``, ``addHost``, ``addShifter``...)
+keep DIRAC's names and layout: a user's groups are the groups whose ``Users`` option lists it. They edit the
+working copy too, all of a change or nothing, and refuse with an S_ERROR saying why and what to do: a missing
+DN/CA/Email, an unknown group, an existing name, or a DN already registered to another user or host (DNs are
+compared as every Registry lookup compares them).
 """
 from __future__ import annotations
 
+import re
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from diraccfg import CFG
 
 from TornadoServices.ConfigurationSystem.Client.ConfigurationClient import ConfigurationClient
 from TornadoServices.ConfigurationSystem.Client.ConfigurationData import cfgNode, gConfigurationData, splitPath
+from TornadoServices.ConfigurationSystem.Client.Helpers.Registry import findDNOwners, splitDNs
 from TornadoServices.ConfigurationSystem.private.ServiceInterface import (
     compressCFG,
     decompressCFG,
@@ -37,8 +46,70 @@ __all__ = ["CSAPI"]
 sLog = gLogger.getSubLogger("CSAPI")
 
 
+REGISTRY = "/Registry"
+
+#: Characters a user, group, host or option name cannot hold: they would change the CFG path or the lists
+#: (group ``Users`` are comma lists) the name goes into.
+_BAD_NAME = re.compile(r"[\s/,={}#]")
+
+
 def _listValue(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _nameList(value: Any) -> list[str]:
+    """Return the names given as a list/tuple/set or as one comma-separated string ([] for None)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return _listValue(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(dict.fromkeys(str(item).strip() for item in value if str(item).strip()))
+    return _listValue(str(value))
+
+
+def _optionText(value: Any) -> str:
+    """Return the CFG text of a property value: lists become comma lists."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(str(item).strip() for item in value if str(item).strip())
+    return str(value).strip()
+
+
+def _checkName(what: str, name: Any) -> str:
+    """Return why ``name`` cannot be a Registry entry or option name ("" when it can)."""
+    if not isinstance(name, str) or not name.strip():
+        return f"the {what} name must be a non-empty string, got {name!r}"
+    if _BAD_NAME.search(name) or name.startswith("."):
+        return f"invalid {what} name {name!r}: no spaces, '/', ',', '=', '{{', '}}', '#' and no leading '.'"
+    return ""
+
+
+def _checkEntity(what: str, name: Any, properties: Any) -> str:
+    """Return why (name, properties) cannot describe a user, group or host ("" when they can)."""
+    problem = _checkName(what, name)
+    if problem:
+        return problem
+    if not isinstance(properties, dict):
+        return f"properties must be a dict of option name -> value, got {type(properties).__name__}"
+    for option in properties:
+        problem = _checkName("option", option)
+        if problem:
+            return problem
+    return ""
+
+
+def _missing(properties: dict[str, Any], required: tuple[str, ...], what: str) -> str:
+    """Return which required properties are missing or empty ("" when all are given)."""
+    missing = [name for name in required if not _optionText(properties.get(name, ""))]
+    if not missing:
+        return ""
+    return f"missing {', '.join(missing)}: a {what} needs {', '.join(required[:-1])} and {required[-1]}"
+
+
+def _emptied(properties: dict[str, Any], required: tuple[str, ...]) -> str:
+    """Return which required properties a modification would empty ("" when none)."""
+    emptied = [name for name in required if name in properties and not _optionText(properties[name])]
+    return f"{', '.join(emptied)} cannot be empty" if emptied else ""
 
 
 class CSAPI:
@@ -129,26 +200,6 @@ class CSAPI:
         """Return the subsection names of a section of the working copy ([] when missing)."""
         section = cfgNode(self._cfg, sectionPath)
         return section.listSections() if isinstance(section, CFG) else []
-
-    def listUsers(self, group: str | bool = False) -> dict:
-        """Return S_OK(user names), all of them or the members of ``group``."""
-        if not self.__initialized["OK"]:
-            return self.__initialized
-        if not group:
-            return S_OK(self.getSections("/Registry/Users"))
-        return S_OK(_listValue(self.getValue(f"/Registry/Groups/{group}/Users")))
-
-    def listGroups(self) -> dict:
-        """Return S_OK(group names)."""
-        if not self.__initialized["OK"]:
-            return self.__initialized
-        return S_OK(self.getSections("/Registry/Groups"))
-
-    def listHosts(self) -> dict:
-        """Return S_OK(host names)."""
-        if not self.__initialized["OK"]:
-            return self.__initialized
-        return S_OK(self.getSections("/Registry/Hosts"))
 
     # ---- editing the working copy ----------------------------------------------------------------
 
@@ -249,6 +300,424 @@ class CSAPI:
             if line[:1] in ("+", "-"):
                 sLog.notice(line)
         return S_OK(lines)
+
+    # ---- Registry: users, groups, hosts, shifters ------------------------------------------------
+    #
+    # Every helper edits the working copy only (all its changes or none), like setOption: ``commit()`` sends
+    # them. Refusals are S_ERROR naming the entity, the reason and the fix.
+
+    def _registryTree(self) -> dict:
+        """The working copy's /Registry as the Registry helpers read a configuration (nested dicts)."""
+        registry = cfgNode(self._cfg, REGISTRY)
+        return {"Registry": registry.getAsDict() if isinstance(registry, CFG) else {}}
+
+    def _applyEdits(self, edits: Callable[[CFG], None]) -> None:
+        """Run ``edits`` on a copy of the working copy and keep the copy only when they all succeed."""
+        work = self._cfg.clone()
+        edits(work)
+        self._cfg = work
+        self.csModified = True
+
+    def _dnConflicts(self, kind: str, name: str, dns: list[str]) -> str:
+        """Return why one of ``dns`` cannot be given to user/host ``name`` ("" when none is taken by another)."""
+        tree = self._registryTree()
+        for dn in dns:
+            owners = findDNOwners(dn, tree)
+            for ownerKind, label in (("Users", "user"), ("Hosts", "host")):
+                for owner in owners[ownerKind]:
+                    if ownerKind == kind and owner == name:
+                        continue
+                    return (
+                        f"DN {dn} is already registered as {label} {owner}: one DN identifies one user or host "
+                        f"(change or delete {label} {owner} first)"
+                    )
+        return ""
+
+    def _groupsOf(self, user: str) -> list[str]:
+        """Return the sorted groups whose Users option lists ``user`` (working copy)."""
+        return sorted(
+            group
+            for group in self.getSections(f"{REGISTRY}/Groups")
+            if user in _listValue(self.getValue(f"{REGISTRY}/Groups/{group}/Users"))
+        )
+
+    @staticmethod
+    def _setGroupMembership(cfg: CFG, group: str, user: str, member: bool) -> None:
+        """Add ``user`` to (or remove it from) the Users option of ``group`` in ``cfg``."""
+        path = f"{REGISTRY}/Groups/{group}/Users"
+        users = _listValue(getCFGOption(cfg, path))
+        if member and user not in users:
+            users.append(user)
+        elif not member and user in users:
+            users = [other for other in users if other != user]
+        else:
+            return
+        setCFGOption(cfg, path, ", ".join(users))
+
+    def listUsers(self, group: str | None = None) -> dict:
+        """Return S_OK(user names), all of them or the members of ``group``."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        if not group:
+            return S_OK(self.getSections(f"{REGISTRY}/Users"))
+        return S_OK(_listValue(self.getValue(f"{REGISTRY}/Groups/{group}/Users")))
+
+    def listGroups(self) -> dict:
+        """Return S_OK(group names)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        return S_OK(self.getSections(f"{REGISTRY}/Groups"))
+
+    def listHosts(self) -> dict:
+        """Return S_OK(host names)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        return S_OK(self.getSections(f"{REGISTRY}/Hosts"))
+
+    def _describeEntities(self, kind: str, mask: Any) -> dict:
+        """Return S_OK({name: {option: value}}) of /Registry/<kind>, restricted to ``mask`` when given."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        wanted = _nameList(mask)
+        section = f"{REGISTRY}/{kind}"
+        described: dict[str, dict[str, Any]] = {}
+        for name in self.getSections(section):
+            if wanted and name not in wanted:
+                continue
+            options: dict[str, Any] = {
+                option: self.getValue(f"{section}/{name}/{option}") for option in self.getOptions(f"{section}/{name}")
+            }
+            if kind == "Users":
+                options["Groups"] = self._groupsOf(name)
+            elif kind == "Groups":
+                for option in ("Users", "Properties"):
+                    if option in options:
+                        options[option] = _listValue(options[option])
+            described[name] = options
+        return S_OK(described)
+
+    def describeUsers(self, users: str | list[str] | None = None) -> dict:
+        """Return S_OK({user: {option: value, ..., "Groups": [sorted groups]}}) of all users or those listed."""
+        return self._describeEntities("Users", users)
+
+    def describeHosts(self, hosts: str | list[str] | None = None) -> dict:
+        """Return S_OK({host: {option: value}}) of all hosts or those listed."""
+        return self._describeEntities("Hosts", hosts)
+
+    def describeGroups(self, mask: str | list[str] | None = None) -> dict:
+        """Return S_OK({group: {option: value}}) of all groups or those in ``mask``; Users and Properties as lists."""
+        return self._describeEntities("Groups", mask)
+
+    def addUser(self, username: str, properties: dict[str, Any]) -> dict:
+        """Register a user: properties DN, CA and Email (required), Groups (existing groups), any other option.
+
+        S_OK(True) once the working copy holds it; S_ERROR when the user exists, a required property is missing,
+        a group is unknown or a DN already belongs to another user or host.
+        """
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot add user {username!r}"
+        problem = _checkEntity("user", username, properties) or _missing(properties, ("DN", "CA", "Email"), "user")
+        if problem:
+            return self._refuse(what, problem)
+        if username in self.getSections(f"{REGISTRY}/Users"):
+            return self._refuse(what, "the user is already registered: use modifyUser to change it")
+        groups = _nameList(properties.get("Groups"))
+        problem = self._unknown("Groups", groups, "group", "create {it} with addGroup first") or self._dnConflicts(
+            "Users", username, splitDNs(_optionText(properties["DN"]))
+        )
+        if problem:
+            return self._refuse(what, problem)
+
+        def edits(cfg: CFG) -> None:
+            ensureSection(cfg, f"{REGISTRY}/Users/{username}")
+            for option, value in properties.items():
+                if option != "Groups":
+                    setCFGOption(cfg, f"{REGISTRY}/Users/{username}/{option}", _optionText(value))
+            for group in groups:
+                self._setGroupMembership(cfg, group, username, True)
+
+        self._applyEdits(edits)
+        sLog.info("Registered user", f"{username} (groups: {', '.join(groups) or 'none'})")
+        return S_OK(True)
+
+    def modifyUser(self, username: str, properties: dict[str, Any], createIfNonExistant: bool = False) -> dict:
+        """Change a user's options; ``Groups`` replaces its group membership. S_OK(True if anything changed).
+
+        An unknown user is registered with addUser when ``createIfNonExistant``, refused otherwise.
+        """
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot modify user {username!r}"
+        problem = _checkEntity("user", username, properties)
+        if problem:
+            return self._refuse(what, problem)
+        if username not in self.getSections(f"{REGISTRY}/Users"):
+            if createIfNonExistant:
+                sLog.info("Registering user", username)
+                return self.addUser(username, properties)
+            return self._refuse(what, "the user is not registered: use addUser (or createIfNonExistant=True)")
+        problem = _emptied(properties, ("DN", "CA", "Email"))
+        groups = _nameList(properties["Groups"]) if "Groups" in properties else None
+        if not problem and groups is not None:
+            problem = self._unknown("Groups", groups, "group", "create {it} with addGroup first")
+        if not problem and "DN" in properties:
+            known = splitDNs(self.getValue(f"{REGISTRY}/Users/{username}/DN"))
+            newDNs = [dn for dn in splitDNs(_optionText(properties["DN"])) if dn not in known]
+            problem = self._dnConflicts("Users", username, newDNs)
+        if problem:
+            return self._refuse(what, problem)
+        changes = self._optionChanges(f"{REGISTRY}/Users/{username}", properties, skip=("Groups",))
+        current = self._groupsOf(username)
+        leave = [group for group in current if groups is not None and group not in groups]
+        join = [group for group in groups or [] if group not in current]
+        if not (changes or leave or join):
+            sLog.info("Nothing to modify for user", username)
+            return S_OK(False)
+
+        def edits(cfg: CFG) -> None:
+            for path, value in changes.items():
+                setCFGOption(cfg, path, value)
+            for group in leave:
+                self._setGroupMembership(cfg, group, username, False)
+            for group in join:
+                self._setGroupMembership(cfg, group, username, True)
+
+        self._applyEdits(edits)
+        sLog.info(
+            "Modified user",
+            f"{username}: options {', '.join(p.rsplit('/', 1)[1] for p in changes) or 'unchanged'}; "
+            f"joined {', '.join(join) or 'no group'}; left {', '.join(leave) or 'no group'}",
+        )
+        return S_OK(True)
+
+    def deleteUsers(self, users: str | list[str]) -> dict:
+        """Delete users (a name or a list) and remove them from every group's Users; unknown names are skipped."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        return self._deleteEntities("Users", "user", users)
+
+    def addGroup(self, groupname: str, properties: dict[str, Any]) -> dict:
+        """Create a group: Users (registered users), Properties, VO, any other option. S_OK(True)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot add group {groupname!r}"
+        problem = _checkEntity("group", groupname, properties)
+        if not problem and groupname in self.getSections(f"{REGISTRY}/Groups"):
+            problem = "the group is already registered: use modifyGroup to change it"
+        if not problem:
+            members = _nameList(properties.get("Users"))
+            problem = self._unknown("Users", members, "user", "register {it} with addUser first")
+        if problem:
+            return self._refuse(what, problem)
+
+        def edits(cfg: CFG) -> None:
+            ensureSection(cfg, f"{REGISTRY}/Groups/{groupname}")
+            for option, value in properties.items():
+                setCFGOption(cfg, f"{REGISTRY}/Groups/{groupname}/{option}", _optionText(value))
+
+        self._applyEdits(edits)
+        sLog.info("Registered group", groupname)
+        return S_OK(True)
+
+    def modifyGroup(self, groupname: str, properties: dict[str, Any], createIfNonExistant: bool = False) -> dict:
+        """Change a group's options (``Users`` replaces the member list). S_OK(True)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot modify group {groupname!r}"
+        problem = _checkEntity("group", groupname, properties)
+        if problem:
+            return self._refuse(what, problem)
+        if groupname not in self.getSections(f"{REGISTRY}/Groups"):
+            if createIfNonExistant:
+                sLog.info("Registering group", groupname)
+                return self.addGroup(groupname, properties)
+            return self._refuse(what, "the group is not registered: use addGroup (or createIfNonExistant=True)")
+        if "Users" in properties:
+            problem = self._unknown("Users", _nameList(properties["Users"]), "user", "register {it} with addUser first")
+            if problem:
+                return self._refuse(what, problem)
+        return self._modifyOptions(f"{REGISTRY}/Groups/{groupname}", properties, f"group {groupname}")
+
+    def addHost(self, hostname: str, properties: dict[str, Any]) -> dict:
+        """Register a host: properties DN and CA (required), Properties, any other option. S_OK(True)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot add host {hostname!r}"
+        problem = _checkEntity("host", hostname, properties) or _missing(properties, ("DN", "CA"), "host")
+        if not problem and hostname in self.getSections(f"{REGISTRY}/Hosts"):
+            problem = "the host is already registered: use modifyHost to change it"
+        if not problem:
+            problem = self._dnConflicts("Hosts", hostname, splitDNs(_optionText(properties["DN"])))
+        if problem:
+            return self._refuse(what, problem)
+
+        def edits(cfg: CFG) -> None:
+            ensureSection(cfg, f"{REGISTRY}/Hosts/{hostname}")
+            for option, value in properties.items():
+                setCFGOption(cfg, f"{REGISTRY}/Hosts/{hostname}/{option}", _optionText(value))
+
+        self._applyEdits(edits)
+        sLog.info("Registered host", hostname)
+        return S_OK(True)
+
+    def modifyHost(self, hostname: str, properties: dict[str, Any], createIfNonExistant: bool = False) -> dict:
+        """Change a host's options. S_OK(True)."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        what = f"Cannot modify host {hostname!r}"
+        problem = _checkEntity("host", hostname, properties)
+        if problem:
+            return self._refuse(what, problem)
+        if hostname not in self.getSections(f"{REGISTRY}/Hosts"):
+            if createIfNonExistant:
+                sLog.info("Registering host", hostname)
+                return self.addHost(hostname, properties)
+            return self._refuse(what, "the host is not registered: use addHost (or createIfNonExistant=True)")
+        problem = _emptied(properties, ("DN", "CA"))
+        if not problem and "DN" in properties:
+            known = splitDNs(self.getValue(f"{REGISTRY}/Hosts/{hostname}/DN"))
+            newDNs = [dn for dn in splitDNs(_optionText(properties["DN"])) if dn not in known]
+            problem = self._dnConflicts("Hosts", hostname, newDNs)
+        if problem:
+            return self._refuse(what, problem)
+        return self._modifyOptions(f"{REGISTRY}/Hosts/{hostname}", properties, f"host {hostname}")
+
+    def deleteHosts(self, hosts: str | list[str]) -> dict:
+        """Delete hosts (a name or a list); unknown names are skipped."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        return self._deleteEntities("Hosts", "host", hosts)
+
+    def _shifterSection(self) -> tuple[str, bool]:
+        """Return (the Shifter section of the working copy, whether it exists): the VO's Defaults, else Defaults."""
+        vo = (self.getValue("/DIRAC/VirtualOrganization") or "").strip()
+        candidates = ([f"/Operations/{vo}/Defaults/Shifter"] if vo else []) + ["/Operations/Defaults/Shifter"]
+        for candidate in candidates:
+            if isinstance(cfgNode(self._cfg, candidate), CFG):
+                return candidate, True
+        return candidates[0], False
+
+    def addShifter(self, shifters: dict[str, dict[str, str]] | None = None) -> dict:
+        """Add or change shifters: {role: {"User": user, "Group": group}} under the Operations Shifter section."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        shifters = {} if shifters is None else shifters
+        what = "Cannot set shifters"
+        if not isinstance(shifters, dict):
+            return self._refuse(what, "shifters must be a dict {role: {'User': user, 'Group': group}}")
+        section, _exists = self._shifterSection()
+        changes: dict[str, dict[str, str]] = {}
+        for role, identity in shifters.items():
+            problem = _checkName("shifter role", role)
+            if not problem and (not isinstance(identity, dict) or set(identity) != {"User", "Group"}):
+                problem = f"shifter {role!r} must be given as {{'User': user, 'Group': group}}"
+            if problem:
+                return self._refuse(what, problem)
+            user, group = str(identity["User"]).strip(), str(identity["Group"]).strip()
+            problem = self._unknown("Users", [user], "user", "register {it} with addUser first") or self._unknown(
+                "Groups", [group], "group", "create {it} with addGroup first"
+            )
+            if not problem and user not in _listValue(self.getValue(f"{REGISTRY}/Groups/{group}/Users")):
+                problem = f"user {user} is not a member of group {group}: add it with modifyUser first"
+            if problem:
+                return self._refuse(what, f"shifter {role}: {problem}")
+            current = (self.getValue(f"{section}/{role}/User"), self.getValue(f"{section}/{role}/Group"))
+            if current != (user, group):
+                changes[role] = {"User": user, "Group": group}
+        if not changes:
+            return S_OK(True)
+
+        def edits(cfg: CFG) -> None:
+            for role, identity in changes.items():
+                deleteCFGEntry(cfg, f"{section}/{role}")
+                for option, value in identity.items():
+                    setCFGOption(cfg, f"{section}/{role}/{option}", value)
+
+        self._applyEdits(edits)
+        sLog.info("Shifters set", f"{section}: {', '.join(sorted(changes))}")
+        return S_OK(True)
+
+    def deleteShifter(self, shifters: str | list[str]) -> dict:
+        """Remove shifter roles (a name or a list) from the Operations Shifter section; unknown roles are skipped."""
+        if not self.__initialized["OK"]:
+            return self.__initialized
+        section, exists = self._shifterSection()
+        roles = [role for role in _nameList(shifters) if exists and role in self.getSections(section)]
+        for role in _nameList(shifters):
+            if role not in roles:
+                sLog.warn("Shifter does not exist", f"{role} (in {section})")
+        if roles:
+            self._applyEdits(lambda cfg: [deleteCFGEntry(cfg, f"{section}/{role}") for role in roles])
+            sLog.info("Deleted shifters", ", ".join(roles))
+        return S_OK(True)
+
+    # ---- Registry helpers' plumbing ----------------------------------------------------------------
+
+    @staticmethod
+    def _refuse(what: str, problem: str) -> dict:
+        """Log and return the S_ERROR of a refused Registry change."""
+        sLog.error(what, problem)
+        return S_ERROR(f"{what}: {problem}")
+
+    def _unknown(self, kind: str, names: list[str], label: str, fix: str) -> str:
+        """Return why some of ``names`` are not sections of /Registry/<kind> ("" when all exist); ``{it}`` in
+        ``fix`` becomes "it" or "them"."""
+        known = self.getSections(f"{REGISTRY}/{kind}")
+        unknown = [name for name in names if name not in known]
+        if not unknown:
+            return ""
+        plural = len(unknown) > 1
+        fix = fix.replace("{it}", "them" if plural else "it")
+        return f"unknown {label}{'s' if plural else ''} {', '.join(unknown)}: {fix}"
+
+    def _optionChanges(self, section: str, properties: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, str]:
+        """Return {option path: new text} for the properties that differ from the working copy."""
+        changes = {}
+        for option, value in properties.items():
+            if option in skip:
+                continue
+            text = _optionText(value)
+            if self.getValue(f"{section}/{option}") != text:
+                changes[f"{section}/{option}"] = text
+        return changes
+
+    def _modifyOptions(self, section: str, properties: dict[str, Any], label: str) -> dict:
+        """Apply the changed options of a group or host; S_OK(True) (DIRAC's value, changed or not)."""
+        changes = self._optionChanges(section, properties)
+        if not changes:
+            sLog.info("Nothing to modify", label)
+            return S_OK(True)
+
+        def edits(cfg: CFG) -> None:
+            for path, value in changes.items():
+                setCFGOption(cfg, path, value)
+
+        self._applyEdits(edits)
+        sLog.info("Modified", f"{label}: {', '.join(p.rsplit('/', 1)[1] for p in changes)}")
+        return S_OK(True)
+
+    def _deleteEntities(self, kind: str, label: str, names: str | list[str]) -> dict:
+        """Delete sections of /Registry/<kind> (users also leave their groups); unknown names are logged."""
+        wanted = _nameList(names)
+        known = self.getSections(f"{REGISTRY}/{kind}")
+        present = [name for name in wanted if name in known]
+        for name in wanted:
+            if name not in present:
+                sLog.warn(f"{label.capitalize()} does not exist", name)
+        if not present:
+            return S_OK(True)
+        memberships = {name: self._groupsOf(name) for name in present} if kind == "Users" else {}
+
+        def edits(cfg: CFG) -> None:
+            for name in present:
+                for group in memberships.get(name, []):
+                    self._setGroupMembership(cfg, group, name, False)
+                deleteCFGEntry(cfg, f"{REGISTRY}/{kind}/{name}")
+
+        self._applyEdits(edits)
+        sLog.info(f"Deleted {label}s", ", ".join(present))
+        return S_OK(True)
 
     # ---- talking to the master ---------------------------------------------------------------------
 

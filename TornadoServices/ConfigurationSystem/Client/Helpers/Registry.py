@@ -14,6 +14,7 @@ from TornadoServices.ConfigurationSystem.Client.Config import gConfig
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 
 __all__ = [
+    "findDNOwners",
     "findDefaultGroupForDN",
     "findDefaultGroupForUser",
     "getAllGroups",
@@ -44,6 +45,7 @@ __all__ = [
     "getVOOption",
     "getVOs",
     "isUserSuspended",
+    "splitDNs",
 ]
 
 REGISTRY = "/Registry"
@@ -99,12 +101,13 @@ class _RegistryIndex:
                 self.dnToUsers[dn] = self.dnToUsers.get(dn, ()) + (user,)
 
         self.hostDNs: dict[str, tuple[str, ...]] = {}
-        self.dnToHost: dict[str, str] = {}
+        self.dnToHosts: dict[str, tuple[str, ...]] = {}
         for host, options in self.hosts.items():
             dns = _split(options.get("DN"))
             self.hostDNs[host] = dns
             for dn in dns:
-                self.dnToHost.setdefault(dn, host)
+                self.dnToHosts[dn] = self.dnToHosts.get(dn, ()) + (host,)
+        self.dnToHost = {dn: hosts[0] for dn, hosts in self.dnToHosts.items()}
 
         self.groupUsers: dict[str, tuple[str, ...]] = {}
         userGroups: dict[str, list[str]] = {}
@@ -131,6 +134,19 @@ def _index() -> _RegistryIndex:
 def _cleanDN(dn: Any) -> str:
     """Strip surrounding whitespace of a DN; anything that is not a string matches nothing."""
     return dn.strip() if isinstance(dn, str) else ""
+
+
+def splitDNs(value: Any) -> list[str]:
+    """Return the DNs a ``DN`` option value lists, split and stripped as the Registry reads them."""
+    return list(_split(value))
+
+
+def findDNOwners(dn: str, tree: dict | None = None) -> dict[str, list[str]]:
+    """Return {"Users": [...], "Hosts": [...]} registered with ``dn``, in ``tree`` (a CS as nested dicts,
+    e.g. an edited copy) or else in the current configuration; DNs compared as every Registry lookup does."""
+    index = _index() if tree is None else _RegistryIndex(tree)
+    dn = _cleanDN(dn)
+    return {"Users": list(index.dnToUsers.get(dn, ())), "Hosts": list(index.dnToHosts.get(dn, ()))}
 
 
 # ---- users and DNs -------------------------------------------------------------------------------
