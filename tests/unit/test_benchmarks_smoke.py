@@ -135,3 +135,12 @@ def test_tiny_run_fills_every_row():
     assert [r.opened for r in results.idle] == [4, 4]
     assert len(results.verdicts) == 4
     assert results.table in out.getvalue()
+
+
+def test_ab_counts_context_switches_of_a_process():
+    from benchmarks.ab import contextSwitches
+
+    first = contextSwitches(os.getpid())
+    threading.Thread(target=lambda: None).start()  # at least one more switch of this process
+    assert 0 <= first <= contextSwitches(os.getpid())
+    assert contextSwitches(2**22 + 12345) == 0  # no such process: nothing counted
