@@ -18,6 +18,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import threading
 from typing import Any, Iterable, Optional, Union
 
@@ -25,7 +26,8 @@ import tornado.web
 from tornado import httputil
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
-from tornado.netutil import bind_sockets
+from tornado.iostream import SSLIOStream
+from tornado.netutil import bind_sockets, ssl_wrap_socket
 
 from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
@@ -49,6 +51,7 @@ from TornadoServices.Server.private.Metrics import (
     handshakeFailureReason,
     workerState,
 )
+from TornadoServices.Server.private.ProxyProtocol import ProxyProtocolError, SenderNetworks, readHeader
 from TornadoServices.Server.private.Runtime import ComponentRuntime
 from TornadoServices.Server.private.ServiceExecutor import ServiceExecutor
 from TornadoServices.Server.private.Settings import ServerSettings
@@ -182,13 +185,88 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
             self._delegate.on_connection_close()
 
 
+#: Label of the handshake failure counters for connections refused for their PROXY header, by error kind
+PROXY_HEADER_REASONS = {"invalid": "proxy header invalid", "incomplete": "proxy header incomplete", "timeout": "proxy header timeout"}
+
+
 class _ServiceHTTPServer(HTTPServer):
-    """Tornado's HTTPServer plus a connection limit, connection counters, the 431 answer and draining."""
+    """Tornado's HTTPServer plus a connection limit, connection counters, the 431 answer, draining, and the
+    PROXY protocol header of listed load balancers."""
 
     tsStats: ServerStats
     tsMaxConnections: int
     tsMaxHeaderSize: int
     tsOwner: "TornadoServer"
+    #: networks whose connections start with a PROXY header (/Systems/Tornado/ProxyProtocol); None = off
+    tsProxyProtocol: Optional[SenderNetworks] = None
+    tsProxyTimeout: float = 5.0
+    #: connections from listed networks whose PROXY header is being read: socket -> reading task
+    tsProxyPending: dict
+
+    def _handle_connection(self, connection: socket.socket, address: Any) -> None:
+        if self.tsProxyProtocol is None:
+            return super()._handle_connection(connection, address)
+        if not (isinstance(address, tuple) and self.tsProxyProtocol.isSender(address[0])):
+            return super()._handle_connection(connection, address)  # not a listed balancer: plain TLS, as without the option
+        if len(self._connections) + len(self.tsProxyPending) >= self.tsMaxConnections:
+            self.tsStats.connectionsRejected += 1
+            connection.close()
+            return
+        task = asyncio.ensure_future(self._acceptProxied(connection, address))
+        self.tsProxyPending[connection] = task
+
+    async def _acceptProxied(self, connection: socket.socket, address: tuple) -> None:
+        """Read the PROXY header of a listed balancer's connection, then start TLS on the same socket.
+
+        The TLS layer is set up exactly as Tornado's TCPServer does for every connection (same SSL context
+        object, server side, handshake on the event loop, same stream class), and the stream then goes
+        through handle_stream like any other: connection limit, handshake counters, HTTP. Only the peer
+        address differs: the client's from the header (the balancer's for LOCAL and UNKNOWN headers).
+        """
+        try:
+            try:
+                connection.setblocking(False)
+                header = await readHeader(connection, self.tsProxyTimeout)
+            finally:
+                self.tsProxyPending.pop(connection, None)
+        except ProxyProtocolError as exc:
+            self._refuseProxied(connection, address, exc)
+            return
+        except asyncio.CancelledError:  # a drain or a stop
+            connection.close()
+            raise
+        except Exception as exc:  # a fault of this code: the connection goes, the server goes on
+            self._refuseProxied(connection, address, ProxyProtocolError(f"unexpected {type(exc).__name__}: {exc}"))
+            return
+        peer = address
+        if header.source is not None:
+            peer = header.source if header.family == "TCP4" else (header.source[0], header.source[1], 0, 0)
+        try:
+            tlsSocket = ssl_wrap_socket(connection, self.ssl_options, server_side=True, do_handshake_on_connect=False)
+        except (ssl.SSLError, OSError) as exc:  # the peer is already gone
+            connection.close()
+            self.tsStats.handshakeFailures += 1
+            self.tsStats.handshakeFailureReasons[handshakeFailureReason(exc)] += 1
+            return
+        if peer is not address:
+            # Tornado names the peer of a refused handshake with getpeername() (log line, LogLimit key):
+            # the client's address from the header, as everywhere else for this connection.
+            tlsSocket.getpeername = lambda: peer  # type: ignore[method-assign]
+        try:
+            stream = SSLIOStream(tlsSocket, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
+            self.handle_stream(stream, peer)
+        except Exception as exc:
+            self.tsOwner.log.error("Cannot serve a connection", f"from {peer[0]} (through {address[0]}): {type(exc).__name__}: {exc}")
+            tlsSocket.close()
+
+    def _refuseProxied(self, connection: socket.socket, address: tuple, exc: ProxyProtocolError) -> None:
+        connection.close()
+        stats = self.tsStats
+        stats.handshakeFailures += 1
+        stats.handshakeFailureReasons[PROXY_HEADER_REASONS.get(exc.kind, "proxy header invalid")] += 1
+        self.tsOwner.log.warn(
+            "PROXY header refused", f"connection from {address[0]}:{address[1]} closed: {exc} (/Systems/Tornado/ProxyProtocol lists this address)"
+        )
 
     def start_request(self, server_conn: Any, request_conn: Any) -> httputil.HTTPMessageDelegate:
         # Called when a connection waits for its next request: the previous answer, if any, is complete.
@@ -201,6 +279,10 @@ class _ServiceHTTPServer(HTTPServer):
     def drainConnections(self) -> int:
         """Close the connections that wait for a request; the others close after their answer. Return how many closed."""
         closed = 0
+        if self.tsProxyProtocol is not None:
+            for task in list(self.tsProxyPending.values()):  # still reading a PROXY header
+                task.cancel()
+                closed += 1
         for connection in list(self._connections):
             if getattr(connection, "tsBusy", False):
                 connection.tsRequest._disconnect_on_finish = True  # answer with Connection: close, then close
@@ -276,6 +358,8 @@ class TornadoServer:
         handshakeLogLimit: Optional[int] = None,
         handshakeLogInterval: Optional[float] = None,
         handshakeLogPeers: Optional[int] = None,
+        proxyProtocol: Optional[Union[str, Iterable[str]]] = None,
+        proxyProtocolTimeout: Optional[float] = None,
     ) -> None:
         """Load the handlers of ``services`` (True = every https service of the CS, or a list of
         ``System/Component[:port]``) and resolve settings; raise TornadoServerError when something is wrong."""
@@ -312,8 +396,11 @@ class TornadoServer:
                 handshakeLogLimit=handshakeLogLimit,
                 handshakeLogInterval=handshakeLogInterval,
                 handshakeLogPeers=handshakeLogPeers,
+                proxyProtocol=proxyProtocol,
+                proxyProtocolTimeout=proxyProtocolTimeout,
             )
             networks = parseNetworks(self.settings.trustedProxies)
+            self.proxyProtocolSenders = SenderNetworks.parse(self.settings.proxyProtocol)
         except ValueError as exc:
             raise TornadoServerError(str(exc), "config") from None
         self.port = PathFinder.getTornadoPort() if port is None else int(port)
@@ -363,6 +450,12 @@ class TornadoServer:
             verifyHeader=self.settings.trustedProxyVerifyHeader,
             stats=self.stats,
         )
+        if self.proxyProtocolSenders:
+            self.log.always(
+                "PROXY protocol",
+                f"connections from {self.proxyProtocolSenders} must start with a PROXY header "
+                f"(within {self.settings.proxyProtocolTimeout:g} s); their callers are named by it",
+            )
         if networks:
             self.log.always("Trusted front ends", f"{', '.join(map(str, networks))} may forward client certificates in {self.settings.trustedProxyCertHeader}")
 
@@ -560,6 +653,10 @@ class TornadoServer:
             server.tsMaxConnections = maxConnections
             server.tsMaxHeaderSize = settings.maxHeaderSize
             server.tsOwner = self
+            if self.proxyProtocolSenders:
+                server.tsProxyProtocol = self.proxyProtocolSenders
+                server.tsProxyTimeout = settings.proxyProtocolTimeout
+                server.tsProxyPending = {}
             server.add_sockets(sockets[port])
             self._httpServers.append(server)
             names = ", ".join(info.name for info in infos)

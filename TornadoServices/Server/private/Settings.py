@@ -41,6 +41,8 @@ OPTIONS: tuple[tuple[str, str, Any, str], ...] = (
     ("trustedProxyCertHeader", "TrustedProxyCertHeader", "X-SSL-CERT", "header with the client certificate from a trusted front end (URL-encoded PEM or base64 DER)"),
     ("trustedProxyChainHeader", "TrustedProxyChainHeader", "X-SSL-CHAIN", "header with the rest of the client chain from a trusted front end (optional)"),
     ("trustedProxyVerifyHeader", "TrustedProxyVerifyHeader", "X-Ssl_client_verify", "header in which a trusted front end says SUCCESS when it verified the client"),
+    ("proxyProtocol", "ProxyProtocol", "", "addresses/CIDRs of TCP load balancers that start each connection with a PROXY protocol header (required from them, refused from others); empty = off"),
+    ("proxyProtocolTimeout", "ProxyProtocolTimeout", 5.0, "seconds a connection from a ProxyProtocol network may take to send its PROXY header"),
     ("handshakeLogLimit", "HandshakeLogLimit", 10, "refused-TLS-handshake WARNING lines logged per peer address and reason per HandshakeLogInterval; 0 = no limit"),
     ("handshakeLogInterval", "HandshakeLogInterval", 60.0, "seconds of a handshake log window; at its end one summary line counts the lines dropped"),
     ("handshakeLogPeers", "HandshakeLogPeers", 1000, "peer address/reason pairs tracked per window; beyond, further ones share one entry ('other addresses')"),
@@ -78,6 +80,8 @@ class ServerSettings:
     trustedProxyCertHeader: str = "X-SSL-CERT"
     trustedProxyChainHeader: str = "X-SSL-CHAIN"
     trustedProxyVerifyHeader: str = "X-Ssl_client_verify"
+    proxyProtocol: str = ""
+    proxyProtocolTimeout: float = 5.0
     handshakeLogLimit: int = 10
     handshakeLogInterval: float = 60.0
     handshakeLogPeers: int = 1000
@@ -114,6 +118,8 @@ class ServerSettings:
         for name in ("maxBodySize", "maxUploadSize", "maxHeaderSize", "maxConnections", "maxThreads"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"/Systems/Tornado/{name[0].upper()}{name[1:]} must be positive, not {getattr(self, name)}")
+        if not self.proxyProtocolTimeout > 0:
+            raise ValueError(f"/Systems/Tornado/ProxyProtocolTimeout must be a positive number of seconds, not {self.proxyProtocolTimeout}")
         if self.handshakeLogLimit < 0:
             raise ValueError(f"/Systems/Tornado/HandshakeLogLimit must be 0 (no limit) or more, not {self.handshakeLogLimit}")
         if not self.handshakeLogInterval > 0:
