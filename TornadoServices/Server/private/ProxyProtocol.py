@@ -135,10 +135,11 @@ def headerLength(data: bytes) -> Optional[int]:
         if end >= 0:
             _checkV1Characters(data, end)
             return end + 2
+        # a final CR may be the start of the CRLF; anything else must be printable already
+        window = data[:V1_MAX_LENGTH]
+        _checkV1Characters(window, len(window) - 1 if window.endswith(b"\r") else len(window))
         if len(data) >= V1_MAX_LENGTH:
             raise ProxyProtocolError(f"version 1 PROXY header without CRLF in its first {V1_MAX_LENGTH} bytes (the longest allowed)")
-        # a final CR may be the start of the CRLF; anything else must be printable already
-        _checkV1Characters(data, len(data) - 1 if data.endswith(b"\r") else len(data))
         return None
     raise _notAHeader(data)
 
