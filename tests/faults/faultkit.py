@@ -263,10 +263,16 @@ class HAProxy(Process):
         super().__init__([HAPROXY, "-db", "-f", str(cfg)], directory / f"{name}.log", env)
 
 
-def passthroughConfig(port: int, backends: list[int], check: str = "/readyz") -> str:
-    """HAProxy in TCP mode (TLS passthrough) with HTTPS health checks on ``check``, retries and redispatch."""
+def passthroughConfig(port: int, backends: list[int], check: str = "/readyz", serverOptions: Optional[dict[int, str]] = None) -> str:
+    """HAProxy in TCP mode (TLS passthrough) with HTTPS health checks on ``check``, retries and redispatch.
+
+    ``serverOptions`` adds options to the server line of some backends, by index (e.g. ``{1: "send-proxy-v2
+    check-send-proxy"}``: that backend gets a PROXY protocol header on every connection, checks included).
+    """
+    extra = serverOptions or {}
     servers = "\n".join(
-        f"    server s{index} 127.0.0.1:{backend} check check-ssl verify none" for index, backend in enumerate(backends)
+        f"    server s{index} 127.0.0.1:{backend} check check-ssl verify none {extra.get(index, '')}".rstrip()
+        for index, backend in enumerate(backends)
     )
     return f"""
 global

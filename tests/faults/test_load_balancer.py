@@ -1,5 +1,6 @@
-"""Behind HAProxy: TLS passthrough in front of two servers (a backend killed under load), and a front end that
-terminates TLS and forwards the verified client chain in headers (trusted-proxy mode, spoofing refused)."""
+"""Behind HAProxy: TLS passthrough in front of two servers (a backend killed under load; PROXY protocol headers
+naming the client), and a front end that terminates TLS and forwards the verified client chain in headers
+(trusted-proxy mode, spoofing refused)."""
 from __future__ import annotations
 
 import base64
@@ -213,3 +214,46 @@ def test_forwarding_headers_from_untrusted_peers_are_ignored(launch, faultenv):
     # and from the trusted address the same headers are honoured only after the server verified them
     status, result = _whoami(server.port, faultenv, None, headers=spoofed)
     assert status == 200 and result["Value"]["DN"] == faultenv.user2DN
+
+
+def _pidFrom(port: int, pki: Any, source: str) -> int:
+    """Pid of the server that answers ``pid`` on a new connection from ``source`` through the balancer."""
+    with tlsConnect(port, clientContext(pki, pki.proxy), source=source, timeout=CALL_TIMEOUT) as sock:
+        sock.sendall(rpcRequest("/Faults/Probe", "pid"))
+        answer = readResponse(sock)
+    assert answer is not None and answer[0] == 200, answer
+    return decodeBody(answer[2])["Value"]
+
+
+def test_passthrough_with_proxy_protocol_names_the_client(launch, haproxy, faultenv):
+    """One backend gets HAProxy's send-proxy-v2 (checks too): it logs the client's address, the other HAProxy's."""
+    plain = launch()
+    proxied = launch(tornado={"ProxyProtocol": "127.0.0.1/32", "ProxyProtocolTimeout": 5})
+    port = freePort()
+    haproxy(passthroughConfig(port, [plain.port, proxied.port], serverOptions={1: "send-proxy-v2 check-send-proxy"}))
+    client = "127.0.0.2"  # HAProxy reaches the servers from 127.0.0.1
+    seen: set[int] = set()
+
+    def bothServe() -> bool:
+        try:
+            seen.add(_pidFrom(port, faultenv, client))
+        except (OSError, AssertionError):
+            pass
+        return seen == {plain.pid, proxied.pid}
+
+    waitUntil(bothServe, "HAProxy to pass connections to both servers")
+    for _ in range(4):
+        _pidFrom(port, faultenv, client)
+    proxied.waitFor(r"Returning response \(127\.0\.0\.2:\d+\)\[dirac_user:devuser\] Faults/Probe\.pid OK 200", count=2)
+    plain.waitFor(r"Returning response \(127\.0\.0\.1:\d+\)\[dirac_user:devuser\] Faults/Probe\.pid OK 200", count=2)
+    assert "Returning response (127.0.0.1:" not in proxied.text  # never the balancer's address for a relayed call
+    assert "127.0.0.2" not in plain.text  # without the header the client is invisible behind HAProxy
+    # HAProxy's checks (PROXY header with the LOCAL command) and relayed connections are all accepted
+    assert "PROXY header refused" not in proxied.text, proxied.text[-3000:]
+    assert "SSL Error" not in proxied.text
+    # /metrics straight from 127.0.0.2 (not the balancer: no header expected): no connection was refused
+    with tlsConnect(proxied.port, clientContext(faultenv), source=client) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = readResponse(sock)
+    assert answer is not None and answer[0] == 200, answer
+    assert b"tornadoservices_tls_handshake_failures_total{" not in answer[2], answer[2].decode()
