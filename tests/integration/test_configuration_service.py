@@ -658,6 +658,37 @@ def test_csapiRegistersUserAndHost_seenByFreshClientAndService(cluster):
     assert seen["value"] == "/DC=org/CN=worker.example.org"
 
 
+def test_backupRetention_prunesOnCommit_historyAndRollbackSaySo(cluster):
+    backupDir = os.path.join(cluster.roots["master"], "etc", "csbackup")
+
+    def zips():
+        return sorted(name for _d, _s, files in os.walk(backupDir) for name in files if name.endswith(".zip"))
+
+    assert len(zips()) > 3  # every version so far kept: no retention configured
+    api = cluster.csapi("alice")
+    assert api.setOption("/Systems/Configuration/Services/Server/MaxBackups", "3")["OK"]
+    assert api.setOption("/Systems/Configuration/Services/Server/BackupGraceTime", "0")["OK"]
+    first = api.commit("keep 3 backups")
+    assert first["OK"], first
+    assert len(zips()) == 3
+    versions = [first["Value"]]
+    for value in range(3):
+        assert api.setOption("/Test/Retention", str(value))["OK"]
+        result = api.commit(f"retention {value}")
+        assert result["OK"], result
+        versions.append(result["Value"])
+    history = cluster.csClient(cluster.masterURL).getCommitHistory(10)["Value"]
+    newest = [version for _committer, version in history[:3]]  # the master may add versions of its own
+    assert len(zips()) == 3 and all(any(v in name for name in zips()) for v in newest)
+    assert ["alice", versions[-1]] in history and ["alice [backup pruned]", versions[0]] in history
+    refused = api.rollbackToVersion(versions[0])
+    assert not refused["OK"] and "was pruned by the backup retention" in refused["Message"]
+    rolled = api.rollbackToVersion(versions[-2], "back to 1")
+    assert rolled["OK"], rolled
+    assert cluster.masterFileCFG().getOption("/Test/Retention") == "1"
+    assert len(zips()) == 3
+
+
 def test_masterKilled_slaveAndServiceKeepServing(cluster):
     marker = uuid.uuid4().hex
     api = cluster.csapi("alice")

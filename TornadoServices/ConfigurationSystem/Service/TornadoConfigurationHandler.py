@@ -59,8 +59,10 @@ class TornadoConfigurationHandler(TornadoService):
             serviceName = serviceInfo.get("serviceName") or "Configuration/Server"
             url = getOwnURL(serviceName, serviceInfo.get("URL", ""), serviceInfo.get("Port"))
             try:
-                cls.ServiceInterface = ServiceInterface(url, refresher=gRefresher)
-            except (OSError, ValueError) as exc:
+                cls.ServiceInterface = ServiceInterface(
+                    url, refresher=gRefresher, serviceSection=getServiceSection(serviceName)
+                )
+            except (OSError, ValueError, RuntimeError) as exc:
                 return S_ERROR(f"Cannot start the configuration service: {exc}")
         return S_OK()
 

@@ -7,7 +7,9 @@ group, message, kind). Commits are optimistic: the proposed configuration carrie
 edited from; if the configuration changed since then the commit is refused, unless
 ``/DIRAC/Configuration/EnableAutoMerge`` is on and a three-way merge is clean. Files are replaced
 atomically (temporary file in the same directory, fsync, rename, fsync of the directory), so a reader or a
-crash never sees half a file.
+crash never sees half a file. Backups are kept forever unless the service section sets ``MaxBackups`` and/or
+``MaxBackupAge``; pruning (after each new version and at start) never removes the current version's backup nor
+those of versions current within ``BackupGraceTime``, which a pending commit may be based on.
 
 A *slave* serves the copy its refresher pulls from the master, and publishes its own URL to the master,
 which keeps a registry of live slaves, pushes new versions to them and forgets them after
@@ -53,6 +55,7 @@ __all__ = [
     "flattenCFG",
     "mergeCFGs",
     "newVersion",
+    "versionTime",
 ]
 
 sLog = gLogger.getSubLogger("ConfigurationService")
@@ -65,6 +68,18 @@ MASTER_PATH = f"{CONF_SECTION}/MasterServer"
 
 #: Options the master manages itself: never a reason for a conflict, never taken from a commit.
 IGNORED_PATHS = (VERSION_PATH, SERVERS_PATH, MASTER_PATH)
+
+#: Where the master reads its backup retention options (MaxBackups, MaxBackupAge, BackupGraceTime).
+DEFAULT_SERVICE_SECTION = "/Systems/Configuration/Services/Server"
+
+#: BackupGraceTime default: the backup of a version current less than a day ago is never pruned.
+DEFAULT_BACKUP_GRACE_TIME = 86400
+
+#: Appended to the committer in getCommitHistory for versions whose backup was pruned.
+PRUNED_MARK = " [backup pruned]"
+
+#: ``event`` of the history line written when a version's backup is pruned by the retention rules.
+PRUNED_EVENT = "backupPruned"
 
 #: Committer recorded for versions the master makes on its own (slave list changes, first start).
 SYSTEM_COMMITTER = "ConfigurationServer"
@@ -97,6 +112,16 @@ def newVersion(previous: str | None = None) -> str:
         if candidate <= previous:  # an unparsable previous version sorting after any date
             raise ValueError(f"cannot make a version newer than {previous!r}: fix /DIRAC/Configuration/Version")
     return candidate
+
+
+def versionTime(version: str) -> datetime.datetime | None:
+    """Return the UTC time a version string names (DIRAC writes str(utcnow())), None when it names none."""
+    for layout in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.datetime.strptime(version, layout)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def compressCFG(cfg: CFG | str) -> bytes:
@@ -382,8 +407,19 @@ class ConfigurationStore:
                         entry = json.loads(line)
                     except ValueError:
                         continue  # a line cut by a crash: the zip backups still hold the version
-                    if isinstance(entry, dict) and isinstance(entry.get("version"), str):
-                        entries[entry["version"]] = entry
+                    if not isinstance(entry, dict) or not isinstance(entry.get("version"), str):
+                        continue
+                    if entry.get("event") == PRUNED_EVENT:  # a later line saying the backup was pruned
+                        record = entries.setdefault(
+                            entry["version"], {"version": entry["version"], "committer": entry.get("committer", "")}
+                        )
+                        record["backupPruned"] = entry.get("time", "")
+                        record.pop("backup", None)
+                        continue
+                    previous = entries.get(entry["version"], {})
+                    entries[entry["version"]] = entry
+                    if "backupPruned" in previous and "backup" not in entry:
+                        entry["backupPruned"] = previous["backupPruned"]
         except FileNotFoundError:
             pass
         for committer, version, path in self._scanBackups():
@@ -402,6 +438,114 @@ class ConfigurationStore:
                     committer, version = fileName[len(prefix) : -4].split("@", 1)
                     found.append((committer, version, os.path.join(directory, fileName)))
         return found
+
+    def backupState(self, version: str) -> str:
+        """Say what is known of the backup of ``version``: "present", "pruned" (removed by the retention
+        rules), "missing" (in the history but its file is gone) or "unknown" (never recorded)."""
+        if self.findBackup(version) is not None:
+            return "present"
+        for entry in self.history():
+            if entry["version"] == version:
+                return "pruned" if "backupPruned" in entry else "missing"
+        return "unknown"
+
+    def prune(
+        self,
+        currentVersion: str,
+        maxBackups: int = 0,
+        maxAgeDays: float = 0.0,
+        graceSeconds: float = 0.0,
+        now: datetime.datetime | None = None,
+    ) -> list[str]:
+        """Remove the backups the retention rules no longer keep; return the pruned versions, oldest first.
+
+        A backup goes when it is not among the ``maxBackups`` newest (0: no limit) or its version is older than
+        ``maxAgeDays`` days (0: no limit). Never removed: the backup of ``currentVersion`` and of every version
+        that was current less than ``graceSeconds`` before ``now`` (UTC; default the present), because a commit
+        prepared on such a version needs it (see ServiceInterface._rebase). Emptied month and year folders go
+        too. Each pruned version gets a history line, so history and rollback can say it was pruned.
+        """
+        if maxBackups <= 0 and maxAgeDays <= 0:
+            return []
+        if now is None:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        with self._lock:
+            paths: dict[str, list[str]] = {}
+            committers: dict[str, str] = {}
+            for committer, version, path in self._scanBackups():
+                paths.setdefault(version, []).append(path)
+                committers[version] = committer
+            known = sorted(set(paths) | {entry["version"] for entry in self.history()} | {currentVersion})
+            successor = {version: known[i + 1] if i + 1 < len(known) else None for i, version in enumerate(known)}
+            ageLimit = datetime.timedelta(days=maxAgeDays) if maxAgeDays > 0 else None
+            removed = []
+            for index, version in enumerate(sorted(paths, reverse=True)):
+                if version == currentVersion or self._stillNeeded(successor.get(version), graceSeconds, now):
+                    continue
+                created = versionTime(version)
+                tooMany = 0 < maxBackups <= index
+                tooOld = ageLimit is not None and created is not None and now - created > ageLimit
+                if tooMany or tooOld:
+                    removed.append(version)
+            done: list[str] = []
+            folders: set[str] = {self.backupDir}
+            try:
+                for version in sorted(removed):  # oldest first
+                    for path in paths[version]:
+                        try:
+                            os.unlink(path)
+                        except FileNotFoundError:
+                            pass
+                        folders.add(os.path.dirname(path))
+                        self._removeEmptyFolders(os.path.dirname(path))
+                    done.append(version)
+            finally:  # an unlink refused half-way (OSError for the caller): record what is gone
+                if done:
+                    self._recordPruned(done, committers, folders, now)
+        return sorted(removed)
+
+    def _recordPruned(
+        self, versions: list[str], committers: dict[str, str], folders: set[str], now: datetime.datetime
+    ) -> None:
+        """Make the removals durable (fsync of the folders still there) and append one history line each."""
+        for folder in folders:
+            if os.path.isdir(folder):
+                _fsyncDirectory(folder)
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S")
+        lines = "".join(
+            json.dumps(
+                {"version": version, "event": PRUNED_EVENT, "time": stamp, "committer": committers[version]},
+                sort_keys=True,
+            )
+            + "\n"
+            for version in sorted(versions)
+        )
+        with open(self.historyPath, "a", encoding="utf-8") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    @staticmethod
+    def _stillNeeded(successor: str | None, graceSeconds: float, now: datetime.datetime) -> bool:
+        """True when the version followed by ``successor`` was current less than ``graceSeconds`` ago."""
+        if successor is None:
+            return True  # nothing replaced it: it is (or was last) current
+        replaced = versionTime(successor)
+        if replaced is None:
+            return True  # cannot tell when it stopped being current: keep it
+        return (now - replaced).total_seconds() < graceSeconds
+
+    def _removeEmptyFolders(self, directory: str) -> None:
+        """Remove ``directory`` (a month folder) and its parent (a year folder) when empty, never backupDir."""
+        root = os.path.abspath(self.backupDir)
+        for folder in (directory, os.path.dirname(directory)):
+            folder = os.path.abspath(folder)
+            if folder == root or not folder.startswith(root + os.sep):
+                return
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return  # not empty (or already gone)
 
     def findBackup(self, version: str) -> str | None:
         """Return the backup path holding ``version``, None when there is none."""
@@ -472,8 +616,10 @@ class ServiceInterface:
         refresher: Any = None,
         clientFactory: Callable[..., Any] = _defaultClientFactory,
         startThreads: bool = True,
+        serviceSection: str = DEFAULT_SERVICE_SECTION,
     ) -> None:
         self.url = url
+        self.serviceSection = serviceSection
         self._data = configurationData
         self._master = configurationData.isMaster() if isMaster is None else isMaster
         self._clientFactory = clientFactory
@@ -569,6 +715,8 @@ class ServiceInterface:
             self._recordVersion(cfg, version, {"committer": SYSTEM_COMMITTER}, kind="start", message="existing version")
         self._install(cfg, version)
         sLog.notice("Master configuration loaded", f"{self.store.cfgPath} version {version}")
+        with self._commitLock:
+            self._pruneBackups()
 
     def _recordVersion(
         self, cfg: CFG, version: str, identity: dict[str, str], kind: str, message: str = "", **extra: Any
@@ -596,6 +744,63 @@ class ServiceInterface:
             self._version = version
             self._compressedCache = None
         self._data.loadRemoteCFG(cfg, version)
+
+    # ---- backup retention -----------------------------------------------------------------------
+
+    def _retentionOption(self, name: str, default: float, kind: type) -> float:
+        """Return a retention option of the service section (>= 0), ``default`` (with a warning) when invalid."""
+        path = f"{self.serviceSection}/{name}"
+        value = self._data.getSnapshot().lookup(path)
+        if not isinstance(value, str) or not value.strip():
+            return default
+        try:
+            number = kind(value.strip())
+        except ValueError:
+            number = -1
+        if number < 0:
+            sLog.warn(
+                "Invalid backup retention option",
+                f"{path} = {value!r} is not a {'whole ' if kind is int else ''}number >= 0: using {default}",
+            )
+            return default
+        return number
+
+    def getRetentionPolicy(self) -> dict[str, float]:
+        """Return the backup retention options: MaxBackups (0: no limit), MaxBackupAge in days (0: no limit) and
+        BackupGraceTime in seconds, read from the service section at every use."""
+        return {
+            "MaxBackups": int(self._retentionOption("MaxBackups", 0, int)),
+            "MaxBackupAge": self._retentionOption("MaxBackupAge", 0.0, float),
+            "BackupGraceTime": self._retentionOption("BackupGraceTime", DEFAULT_BACKUP_GRACE_TIME, float),
+        }
+
+    def pruneBackups(self, now: datetime.datetime | None = None) -> list[str]:
+        """Apply the backup retention now (the master does it after each new version and at start); return the
+        pruned versions. ``now`` (UTC) is for tests."""
+        with self._commitLock:
+            return self._pruneBackups(now)
+
+    def _pruneBackups(self, now: datetime.datetime | None = None) -> list[str]:
+        """Apply the retention under the commit lock (held by the caller), so no commit reads a base meanwhile."""
+        if not self._master or self.store is None:
+            return []
+        policy = self.getRetentionPolicy()
+        if not policy["MaxBackups"] and not policy["MaxBackupAge"]:
+            return []
+        try:
+            removed = self.store.prune(
+                self._version, policy["MaxBackups"], policy["MaxBackupAge"], policy["BackupGraceTime"], now
+            )
+        except OSError as exc:
+            sLog.warn("Cannot prune old configuration backups", str(exc))
+            return []
+        if removed:
+            sLog.info(
+                "Configuration backups pruned",
+                f"{len(removed)} removed ({removed[0]} ... {removed[-1]}) by MaxBackups = {policy['MaxBackups']}, "
+                f"MaxBackupAge = {policy['MaxBackupAge']:g} days",
+            )
+        return removed
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -639,8 +844,15 @@ class ServiceInterface:
         return self.store
 
     def getCommitHistory(self, limit: int = 100) -> list[list[str]]:
-        """Return [[committer, version], ...] newest first (DIRAC's format)."""
-        return [[entry.get("committer", "unknown"), entry["version"]] for entry in self.getCommitLog(limit)]
+        """Return [[committer, version], ...] newest first (DIRAC's format); the committer of a version whose
+        backup was pruned reads "<committer> [backup pruned]" (it cannot be diffed or rolled back to)."""
+        history = []
+        for entry in self.getCommitLog(limit):
+            committer = entry.get("committer") or "unknown"
+            if "backupPruned" in entry:
+                committer += PRUNED_MARK
+            history.append([committer, entry["version"]])
+        return history
 
     def getCommitLog(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the version records (committer, DN, group, kind, message, time...) newest first."""
@@ -658,6 +870,17 @@ class ServiceInterface:
         try:
             text = self._requireStore().loadVersionText(version)
         except KeyError:
+            state = self._requireStore().backupState(version)
+            if state == "pruned":
+                return S_ERROR(
+                    f"The backup of version {version} was pruned by the backup retention (MaxBackups / MaxBackupAge "
+                    "of the Configuration/Server service): its content can no longer be read or restored"
+                )
+            if state == "missing":
+                return S_ERROR(
+                    f"The backup of version {version} is missing from {self._requireStore().backupDir}: its content "
+                    "cannot be read or restored"
+                )
             return S_ERROR(
                 f"Version {version} does not exist: list the versions with getCommitHistory (tornado-cs history)"
             )
@@ -697,6 +920,8 @@ class ServiceInterface:
             except (OSError, ValueError) as exc:
                 sLog.exception("Commit failed", lException=exc)
                 return S_ERROR(f"Cannot commit: {exc}")
+            if result.get("newVersion"):
+                self._pruneBackups()
         if result["OK"] and result.get("newVersion") and self._data.getAutoSlaveSync():
             self.forceSlavesUpdate()
         return S_OK(result["Value"])
@@ -760,6 +985,21 @@ class ServiceInterface:
             raise CommitConflict(f"Cannot read version {baseVersion} the commit is based on: {exc}") from None
         if base is not None and sameContent(base, current):
             return None  # only master-managed options (slave list) changed since the committer's download
+        if base is None:
+            state = self.store.backupState(baseVersion)
+            if state in ("pruned", "missing"):
+                why = (
+                    "was pruned by the backup retention (MaxBackups / MaxBackupAge of the Configuration/Server "
+                    "service)"
+                    if state == "pruned"
+                    else "is missing from the backup folder"
+                )
+                raise CommitConflict(
+                    f"Commit refused: conflict, your changes are based on version {baseVersion}, whose backup {why}, "
+                    "so they "
+                    f"cannot be compared with or merged into the current version {currentVersion}. Download the "
+                    "current configuration, re-apply your changes and commit again"
+                )
         autoMerge = self._data.getSnapshot().lookup(f"{CONF_SECTION}/EnableAutoMerge")
         autoMerge = isinstance(autoMerge, str) and autoMerge.lower() in ("y", "yes", "true", "1")
         lastCommitter = self._lastCommitterAfter(baseVersion)
@@ -908,6 +1148,7 @@ class ServiceInterface:
                 sLog.error("Cannot write the new slave list", str(exc))
                 return
             self._install(cfg, version)
+            self._pruneBackups()
         sLog.info("Configuration servers updated", servers)
 
     def _slaveLivenessLoop(self) -> None:
