@@ -191,6 +191,26 @@ def test_addUser_refusesMissingRequiredProperty(api, missing):
     assert not api.csModified and "carol" not in api.listUsers()["Value"]
 
 
+def test_addUser_refusesNoneForARequiredProperty(api):
+    result = api.addUser("carol", dict(NEW_USER, Email=None))
+    assert result["Message"] == "Cannot add user 'carol': missing Email: a user needs DN, CA and Email"
+
+
+def test_registryChanges_goThroughTheMastersOptimisticCheck(master):
+    first, second = CSAPI(url=MASTER_URL), CSAPI(url=MASTER_URL)
+    assert first.addUser("carol", NEW_USER)["OK"]
+    assert second.addHost("n.example.org", {"DN": "/DC=org/CN=n", "CA": "/DC=org/CN=CA"})["OK"]
+    assert first.commit("carol")["OK"]
+    refused = second.commit("host")
+    assert not refused["OK"] and "conflict" in refused["Message"]
+    assert served(master, "/Registry/Hosts/n.example.org/DN") == ""
+    assert second.downloadCSData()["OK"]
+    assert second.listUsers("users")["Value"] == ["alice", "bob", "carol"]
+    assert second.addHost("n.example.org", {"DN": "/DC=org/CN=n", "CA": "/DC=org/CN=CA"})["OK"]
+    assert second.commit("host again")["OK"]
+    assert served(master, "/Registry/Hosts/n.example.org/DN") == "/DC=org/CN=n"
+
+
 def test_addUser_refusesExistingUser(api):
     result = api.addUser("alice", dict(NEW_USER, DN="/DC=org/CN=alice2"))
     assert result["Message"] == "Cannot add user 'alice': the user is already registered: use modifyUser to change it"

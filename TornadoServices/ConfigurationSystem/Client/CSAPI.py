@@ -69,7 +69,9 @@ def _nameList(value: Any) -> list[str]:
 
 
 def _optionText(value: Any) -> str:
-    """Return the CFG text of a property value: lists become comma lists."""
+    """Return the CFG text of a property value: lists become comma lists, None an empty value."""
+    if value is None:
+        return ""
     if isinstance(value, (list, tuple, set, frozenset)):
         return ", ".join(str(item).strip() for item in value if str(item).strip())
     return str(value).strip()
@@ -648,7 +650,12 @@ class CSAPI:
             if role not in roles:
                 sLog.warn("Shifter does not exist", f"{role} (in {section})")
         if roles:
-            self._applyEdits(lambda cfg: [deleteCFGEntry(cfg, f"{section}/{role}") for role in roles])
+
+            def edits(cfg: CFG) -> None:
+                for role in roles:
+                    deleteCFGEntry(cfg, f"{section}/{role}")
+
+            self._applyEdits(edits)
             sLog.info("Deleted shifters", ", ".join(roles))
         return S_OK(True)
 
