@@ -206,12 +206,12 @@ class _ServiceHTTPServer(HTTPServer):
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
         if self.tsProxyProtocol is None:
             return super()._handle_connection(connection, address)
-        if not (isinstance(address, tuple) and self.tsProxyProtocol.isSender(address[0])):
-            return super()._handle_connection(connection, address)  # not a listed balancer: plain TLS, as without the option
-        if len(self._connections) + len(self.tsProxyPending) >= self.tsMaxConnections:
+        if len(self._connections) + len(self.tsProxyPending) >= self.tsMaxConnections:  # headers being read count too
             self.tsStats.connectionsRejected += 1
             connection.close()
             return
+        if not (isinstance(address, tuple) and self.tsProxyProtocol.isSender(address[0])):
+            return super()._handle_connection(connection, address)  # not a listed balancer: plain TLS, as without the option
         task = asyncio.ensure_future(self._acceptProxied(connection, address))
         self.tsProxyPending[connection] = task
 
