@@ -185,27 +185,77 @@ class _HeaderLimit(httputil.HTTPMessageDelegate):
             self._delegate.on_connection_close()
 
 
-#: Label of the handshake failure counters for connections refused for their PROXY header, by error kind
-PROXY_HEADER_REASONS = {"invalid": "proxy header invalid", "incomplete": "proxy header incomplete", "timeout": "proxy header timeout"}
-
-
 class _ServiceHTTPServer(HTTPServer):
-    """Tornado's HTTPServer plus a connection limit, connection counters, the 431 answer, draining, and the
-    PROXY protocol header of listed load balancers."""
+    """Tornado's HTTPServer plus a connection limit, connection counters, the 431 answer and draining."""
 
     tsStats: ServerStats
     tsMaxConnections: int
     tsMaxHeaderSize: int
     tsOwner: "TornadoServer"
-    #: networks whose connections start with a PROXY header (/Systems/Tornado/ProxyProtocol); None = off
-    tsProxyProtocol: Optional[SenderNetworks] = None
-    tsProxyTimeout: float = 5.0
+
+    def start_request(self, server_conn: Any, request_conn: Any) -> httputil.HTTPMessageDelegate:
+        # Called when a connection waits for its next request: the previous answer, if any, is complete.
+        server_conn.tsBusy = False
+        server_conn.tsRequest = request_conn
+        return _HeaderLimit(
+            super().start_request(server_conn, request_conn), request_conn, self.tsMaxHeaderSize, self.tsStats, server_conn, self.tsOwner
+        )
+
+    def drainConnections(self) -> int:
+        """Close the connections that wait for a request; the others close after their answer. Return how many closed."""
+        closed = 0
+        for connection in list(self._connections):
+            if getattr(connection, "tsBusy", False):
+                connection.tsRequest._disconnect_on_finish = True  # answer with Connection: close, then close
+            else:
+                connection.stream.close()
+                closed += 1
+        return closed
+
+    def handle_stream(self, stream: Any, address: tuple) -> None:
+        stats = self.tsStats
+        if len(self._connections) >= self.tsMaxConnections:
+            stats.connectionsRejected += 1
+            stream.close()
+            return
+        stats.openConnections += 1
+        if hasattr(stream, "wait_for_handshake"):
+            stream.wait_for_handshake().add_done_callback(self._handshakeDone)
+        super().handle_stream(stream, address)
+
+    def _handshakeDone(self, future: "asyncio.Future[Any]") -> None:
+        stats = self.tsStats
+        if future.cancelled():
+            reason = "cancelled"
+        else:
+            exc = future.exception()
+            if exc is None:
+                stats.connectionsAccepted += 1
+                return
+            reason = handshakeFailureReason(exc)
+        stats.handshakeFailures += 1
+        stats.handshakeFailureReasons[reason] += 1
+
+    def on_close(self, server_conn: object) -> None:
+        self.tsStats.openConnections -= 1
+        super().on_close(server_conn)
+
+
+#: Label of the handshake failure counters for connections refused for their PROXY header, by error kind
+PROXY_HEADER_REASONS = {"invalid": "proxy header invalid", "incomplete": "proxy header incomplete", "timeout": "proxy header timeout"}
+
+
+class _ProxyProtocolHTTPServer(_ServiceHTTPServer):
+    """The server of a port when /Systems/Tornado/ProxyProtocol lists balancers: their connections start with a
+    PROXY header, read here before TLS. Without the option the plain _ServiceHTTPServer serves (no cost)."""
+
+    #: networks whose connections start with a PROXY header (/Systems/Tornado/ProxyProtocol)
+    tsProxyProtocol: SenderNetworks
+    tsProxyTimeout: float
     #: connections from listed networks whose PROXY header is being read: socket -> reading task
     tsProxyPending: dict
 
     def _handle_connection(self, connection: socket.socket, address: Any) -> None:
-        if self.tsProxyProtocol is None:
-            return super()._handle_connection(connection, address)
         if len(self._connections) + len(self.tsProxyPending) >= self.tsMaxConnections:  # headers being read count too
             self.tsStats.connectionsRejected += 1
             connection.close()
@@ -268,56 +318,12 @@ class _ServiceHTTPServer(HTTPServer):
             "PROXY header refused", f"connection from {address[0]}:{address[1]} closed: {exc} (/Systems/Tornado/ProxyProtocol lists this address)"
         )
 
-    def start_request(self, server_conn: Any, request_conn: Any) -> httputil.HTTPMessageDelegate:
-        # Called when a connection waits for its next request: the previous answer, if any, is complete.
-        server_conn.tsBusy = False
-        server_conn.tsRequest = request_conn
-        return _HeaderLimit(
-            super().start_request(server_conn, request_conn), request_conn, self.tsMaxHeaderSize, self.tsStats, server_conn, self.tsOwner
-        )
-
     def drainConnections(self) -> int:
-        """Close the connections that wait for a request; the others close after their answer. Return how many closed."""
-        closed = 0
-        if self.tsProxyProtocol is not None:
-            for task in list(self.tsProxyPending.values()):  # still reading a PROXY header
-                task.cancel()
-                closed += 1
-        for connection in list(self._connections):
-            if getattr(connection, "tsBusy", False):
-                connection.tsRequest._disconnect_on_finish = True  # answer with Connection: close, then close
-            else:
-                connection.stream.close()
-                closed += 1
-        return closed
-
-    def handle_stream(self, stream: Any, address: tuple) -> None:
-        stats = self.tsStats
-        if len(self._connections) >= self.tsMaxConnections:
-            stats.connectionsRejected += 1
-            stream.close()
-            return
-        stats.openConnections += 1
-        if hasattr(stream, "wait_for_handshake"):
-            stream.wait_for_handshake().add_done_callback(self._handshakeDone)
-        super().handle_stream(stream, address)
-
-    def _handshakeDone(self, future: "asyncio.Future[Any]") -> None:
-        stats = self.tsStats
-        if future.cancelled():
-            reason = "cancelled"
-        else:
-            exc = future.exception()
-            if exc is None:
-                stats.connectionsAccepted += 1
-                return
-            reason = handshakeFailureReason(exc)
-        stats.handshakeFailures += 1
-        stats.handshakeFailureReasons[reason] += 1
-
-    def on_close(self, server_conn: object) -> None:
-        self.tsStats.openConnections -= 1
-        super().on_close(server_conn)
+        """Also close the connections whose PROXY header is still being read."""
+        pending = list(self.tsProxyPending.values())
+        for task in pending:
+            task.cancel()
+        return len(pending) + super().drainConnections()
 
 
 class TornadoServer:
@@ -640,7 +646,8 @@ class TornadoServer:
                 log_function=_quietAccessLog,
                 tornadoServicesStats=self.stats,
             )
-            server = _ServiceHTTPServer(
+            serverClass = _ProxyProtocolHTTPServer if self.proxyProtocolSenders else _ServiceHTTPServer
+            server = serverClass(
                 application,
                 ssl_options=sslContext,
                 decompress_request=True,
@@ -653,7 +660,7 @@ class TornadoServer:
             server.tsMaxConnections = maxConnections
             server.tsMaxHeaderSize = settings.maxHeaderSize
             server.tsOwner = self
-            if self.proxyProtocolSenders:
+            if isinstance(server, _ProxyProtocolHTTPServer):
                 server.tsProxyProtocol = self.proxyProtocolSenders
                 server.tsProxyTimeout = settings.proxyProtocolTimeout
                 server.tsProxyPending = {}

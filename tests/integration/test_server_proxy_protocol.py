@@ -330,7 +330,12 @@ def test_unlisted_peer_sending_a_header_gets_bad_tls(server, caplog):
     assert not any("192.0.2.66" in r.getMessage() for r in caplog.records)
 
 
-def test_a_header_to_a_server_without_the_option_is_bad_tls(running_server):
+def test_a_header_to_a_server_without_the_option_is_bad_tls(running_server, proxied):
+    from TornadoServices.Server.TornadoServer import _ProxyProtocolHTTPServer, _ServiceHTTPServer
+
+    # without the option the accept path is Tornado's own, untouched; with it, the PROXY-aware server class
+    assert {type(s) for s in running_server.server._httpServers} == {_ServiceHTTPServer}
+    assert {type(s) for s in proxied.server._httpServers} == {_ProxyProtocolHTTPServer}
     before = dict(running_server.stats.handshakeFailureReasons)
     with _connect(running_server.port) as sock:
         sock.sendall(makeV2(("192.0.2.5", 40005), ("127.0.0.1", running_server.port)))
