@@ -367,3 +367,26 @@ def test_reader_refusals():
     result, _ = _read([b"PROXY TCP4 1.2"], timeout=0.3)
     assert isinstance(result, ProxyProtocolError) and result.kind == "timeout"
     assert str(result) == "no complete PROXY header within 0.3 s (14 bytes received)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# settings
+def test_options_from_the_cs_and_their_defaults():
+    from tests.conftest import loadCS
+    from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+    from TornadoServices.Server.private.Settings import ServerSettings
+
+    try:
+        loadCS("Systems\n{\n  Tornado\n  {\n  }\n}\n")
+        settings = ServerSettings.resolve()
+        assert settings.proxyProtocol == "" and settings.proxyProtocolTimeout == 5.0
+        assert not SenderNetworks.parse(settings.proxyProtocol)  # off by default
+        loadCS("Systems\n{\n  Tornado\n  {\n    ProxyProtocol = 10.0.0.0/8, 192.0.2.7\n    ProxyProtocolTimeout = 2.5\n  }\n}\n")
+        settings = ServerSettings.resolve()
+        assert str(SenderNetworks.parse(settings.proxyProtocol)) == "10.0.0.0/8, 192.0.2.7/32" and settings.proxyProtocolTimeout == 2.5
+        assert ServerSettings.resolve(proxyProtocol=["::1"], proxyProtocolTimeout=1).proxyProtocolTimeout == 1.0
+        for bad in (0, -1, float("nan")):
+            with pytest.raises(ValueError, match="ProxyProtocolTimeout must be a positive number of seconds"):
+                ServerSettings.resolve(proxyProtocolTimeout=bad)
+    finally:
+        gConfig.reset()
