@@ -87,4 +87,10 @@ def faultenv(monkeypatch: pytest.MonkeyPatch, faultpki: faultkit.FaultPKI) -> fa
         monkeypatch.setenv(name, value)
     for name in ("DIRAC_X509_HOST_CERT", "DIRAC_X509_HOST_KEY", "GRID_PROXY_FILE"):
         monkeypatch.delenv(name, raising=False)
-    return faultpki
+    # In-process clients of the fault servers resolve credentials and CAs from this environment: a configuration
+    # left loaded by an earlier test (its /DIRAC/Security/CALocation, for one) would take precedence over it.
+    from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+
+    gConfig.reset()
+    yield faultpki
+    gConfig.reset()
