@@ -36,6 +36,7 @@ from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 from TornadoServices.Server.private.BodyDeadlines import closeAfterAnswer
 from TornadoServices.Server.private.Credentials import (
+    EXPIRED_REASON,
     ConnectionCredentials,
     orderCredentials,
     publicCredentials,
@@ -307,9 +308,10 @@ class TornadoService(RequestHandler):
         if connection.error is not None:
             runtime.stats.authFailures[_authFailureReason(connection)] += 1
             raise _RequestFailed(401, connection.error)
-        if time.time() >= connection.expiresAt:
-            runtime.stats.authFailures["certificate expired"] += 1
-            raise _RequestFailed(401, S_ERROR(DErrno.ENOAUTH, "The client certificate or proxy has expired during this connection: renew it and reconnect"))
+        expired = connection.expiredError()  # OpenSSL checked validity at the handshake only
+        if expired is not None:
+            runtime.stats.authFailures[EXPIRED_REASON] += 1
+            raise _RequestFailed(401, expired)
         if plain is None:
             contentType = request.headers.get("Content-Type", "")
             length = None if contentType.startswith(_OCTET) else request.headers.get("Content-Length")
