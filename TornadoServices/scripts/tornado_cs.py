@@ -422,6 +422,8 @@ def cmdHistory(ctx: _Context) -> None:
             text = f"{entry['version']}  {entry.get('committer', '?')}"
             if entry.get("kind") and entry["kind"] != "commit":
                 text += f"  [{entry['kind']}]"
+            if "backupPruned" in entry:  # the content of this version is gone (MaxBackups / MaxBackupAge)
+                text += "  [backup pruned]"
             if entry.get("message"):
                 text += f"  {entry['message']}"
             ctx.out(text)

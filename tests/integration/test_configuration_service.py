@@ -584,7 +584,8 @@ def test_concurrentAdministrators_oneWins_fileAlwaysComplete(cluster):
     assert not leftovers
 
 
-def test_tornadoCS_cli(cluster, tmp_path):
+def _cliRunner(cluster, tmp_path):
+    """``cli(*args, check=True)``: run tornado-cs as alice against the slave CS; the CompletedProcess."""
     state = str(tmp_path / "pending.json")
     env = cluster.env(cluster.roots["home"])
     env["X509_USER_PROXY"] = cluster.proxies["alice"]
@@ -601,6 +602,11 @@ def test_tornadoCS_cli(cluster, tmp_path):
             assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
         return proc
 
+    return cli
+
+
+def test_tornadoCS_cli(cluster, tmp_path):
+    cli = _cliRunner(cluster, tmp_path)
     marker = uuid.uuid4().hex
     assert "Pending" in cli("set", "/Test/Cli", marker).stdout
     assert "Pending" in cli("set", "/Test/CliSection/Opt", "x").stdout
@@ -658,7 +664,7 @@ def test_csapiRegistersUserAndHost_seenByFreshClientAndService(cluster):
     assert seen["value"] == "/DC=org/CN=worker.example.org"
 
 
-def test_backupRetention_prunesOnCommit_historyAndRollbackSaySo(cluster):
+def test_backupRetention_prunesOnCommit_historyAndRollbackSaySo(cluster, tmp_path):
     backupDir = os.path.join(cluster.roots["master"], "etc", "csbackup")
 
     def zips():
@@ -683,6 +689,9 @@ def test_backupRetention_prunesOnCommit_historyAndRollbackSaySo(cluster):
     assert ["alice", versions[-1]] in history and ["alice [backup pruned]", versions[0]] in history
     refused = api.rollbackToVersion(versions[0])
     assert not refused["OK"] and "was pruned by the backup retention" in refused["Message"]
+    listed = [line for line in _cliRunner(cluster, tmp_path)("history", "-n", "20").stdout.splitlines() if line.startswith(versions[0])]
+    assert listed and "[backup pruned]" in listed[0], listed
+    assert not any("[backup pruned]" in line for line in _cliRunner(cluster, tmp_path)("history", "-n", "3").stdout.splitlines())
     rolled = api.rollbackToVersion(versions[-2], "back to 1")
     assert rolled["OK"], rolled
     assert cluster.masterFileCFG().getOption("/Test/Retention") == "1"
