@@ -1,13 +1,14 @@
 """The RPC method table of a service and the checks made before a call, independent of Tornado and sockets.
 
 A handler class is scanned once at start-up: every ``export_<name>`` becomes a :class:`MethodInfo` holding
-the function, whether it is a coroutine, its ``types_<name>`` list and the accepted argument counts. Per
+the function, whether it is a coroutine, its ``types_<name>`` list, the accepted argument counts and the
+class's ``finish_<name>`` (never callable by itself: only ``export_`` names are in the table). Per
 request, the service only looks the name up in that dictionary and runs the cheap checks below.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from TornadoServices.Core.Encoding import EncodeError
 from TornadoServices.Core.ReturnValues import isReturnStructure
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 EXPORT_PREFIX = "export_"
+FINISH_PREFIX = "finish_"
 _STRIPPED_KEYS = ("CallStack", "ExecInfo")
 _FALSE_WORDS = frozenset(("false", "0", "no", "none", "off"))
 
@@ -29,9 +31,9 @@ _FALSE_WORDS = frozenset(("false", "0", "no", "none", "off"))
 class MethodInfo:
     """What the dispatcher knows about one exported method (built once per handler class)."""
 
-    __slots__ = ("name", "function", "isCoroutine", "inline", "typesList", "minArgs", "maxArgs", "hasTypes", "stripResult")
+    __slots__ = ("name", "function", "isCoroutine", "inline", "typesList", "minArgs", "maxArgs", "hasTypes", "stripResult", "finisher")
 
-    def __init__(self, name: str, function: Callable[..., Any], typesList: Any) -> None:
+    def __init__(self, name: str, function: Callable[..., Any], typesList: Any, finisher: Optional[Callable[..., Any]] = None) -> None:
         self.name = name
         self.function = function
         self.isCoroutine = inspect.iscoroutinefunction(function)
@@ -42,10 +44,13 @@ class MethodInfo:
         self.minArgs, self.maxArgs = _argumentCounts(function)
         #: False for built-ins that build their result themselves (nothing to clean: CallStack stripping skipped)
         self.stripResult = not getattr(function, "serverBuiltResult", False)
+        #: the class's ``finish_<name>``: called on the event loop after the method, instead of the default answer
+        self.finisher = finisher
 
     def __repr__(self) -> str:
         kind = "async" if self.isCoroutine else "inline" if self.inline else "sync"
-        return f"<MethodInfo {self.name} {kind} args={self.minArgs}..{self.maxArgs}>"
+        finisher = " finish_" if self.finisher is not None else ""
+        return f"<MethodInfo {self.name} {kind} args={self.minArgs}..{self.maxArgs}{finisher}>"
 
 
 def _argumentCounts(function: Callable[..., Any]) -> tuple[int, int | None]:
@@ -82,7 +87,10 @@ def buildMethodTable(handlerClass: type) -> dict[str, MethodInfo]:
         name = attrName[len(EXPORT_PREFIX) :]
         if not name:
             continue
-        table[name] = MethodInfo(name, function, getattr(handlerClass, f"types_{name}", None))
+        finisher = getattr(handlerClass, f"{FINISH_PREFIX}{name}", None)
+        table[name] = MethodInfo(
+            name, function, getattr(handlerClass, f"types_{name}", None), finisher if callable(finisher) else None
+        )
     return table
 
 
