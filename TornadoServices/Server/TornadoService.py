@@ -9,6 +9,11 @@ Request path (all on the event loop except the body of plain ``export_`` methods
 connection (cached on the connection), form fields, method lookup, authorisation (cached per connection,
 method and configuration generation), ``args`` decoding and checks, the call, JEncode of the result, one
 access-log line. Every failure is answered with a JSON S_ERROR body and a fitting HTTP status.
+
+A method may shape the HTTP side of its answer: by returning a :class:`TornadoResponse` (calls recorded in
+the method, replayed on the loop, then its payload written like a returned value), or with a
+``finish_<method>`` of its class, called on the loop after it, with the result on ``self.result``. Both are
+checked only after the call, at the cost of one attribute test for a plain result.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import asyncio
 import datetime
 import errno
 import gzip
+import inspect
 import io
 import os
 import tempfile
@@ -50,12 +56,15 @@ from TornadoServices.Server.private.Dispatcher import (
 )
 from TornadoServices.Server.private.ForwardedChain import ForwardedRefusal
 from TornadoServices.Server.private.ServiceExecutor import ServiceOverloaded
+from TornadoServices.Server.TornadoResponse import ActionFailed, TornadoResponse, replayActions
 
-__all__ = ["TornadoService", "authorization", "nonBlocking"]
+__all__ = ["TornadoService", "TornadoResponse", "authorization", "nonBlocking"]
 
 _JSON = "application/json"
 _OCTET = "application/octet-stream"
 _FORM = "application/x-www-form-urlencoded"
+#: the Content-Type Tornado gives every answer until something sets one (RequestHandler.clear)
+_TORNADO_DEFAULT_TYPE = "text/html; charset=UTF-8"
 _STREAM_CHUNK = 64 * 1024
 _SPOOL_IN_MEMORY = 1024 * 1024
 #: Tornado's own body limit is set this much above ours, so that we answer 413 (Tornado would answer a bare 400)
@@ -196,6 +205,10 @@ class TornadoService(RequestHandler):
     _clientSetup: Optional[str] = None
     _earlyOutcome: Any = None
     _workerMethod: Optional[MethodInfo] = None
+    _completion: Any = None
+    _shapedValue: Any = None
+    #: DIRAC's name for the method's result, set (without CallStack/ExecInfo) only before ``finish_<method>`` runs
+    result: Any = None
 
     # ---------------------------------------------------------------------------------------------------
     # user hooks
@@ -560,10 +573,16 @@ class TornadoService(RequestHandler):
         except Exception as exc:
             runtime.log.exception(f"Server error while serving {info.name}", f"({self.srv_getFormattedRemoteCredentials()})", lException=exc)
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {info.name}: {type(exc).__name__}: {exc}")) from None
+        if info.finisher is not None:
+            await self._complete(info, result, isRawContentRequested(rawText))
+            return
         if isRawContentRequested(rawText) and not (isinstance(result, dict) and not _isStreamableOK(result)):
+            if isinstance(result, TornadoResponse):
+                await self._complete(info, result, True)
+                return
             await self._sendRaw(result["Value"] if isinstance(result, dict) else result)
             return
-        self._sendResult(info.name, result, info.stripResult)
+        self._sendResult(info.name, result, info.stripResult)  # a TornadoResponse is replayed there
 
     def _answerFromWorker(self, result: Any, error: Optional[BaseException]) -> None:
         """On the event loop: answer a call run by a worker, exactly as _dispatch and post do after an await."""
@@ -580,7 +599,10 @@ class TornadoService(RequestHandler):
                 raise _RequestFailed(500, S_ERROR(f"Server error while serving {info.name}: {type(exc).__name__}: {exc}")) from None
             finally:
                 error = None
-            self._sendResult(info.name, result, info.stripResult)
+            if info.finisher is None:
+                self._sendResult(info.name, result, info.stripResult)  # a TornadoResponse is replayed there
+            else:
+                self._completion = asyncio.get_running_loop().create_task(self._completeFromWorker(info, result))
         except _RequestFailed as failure:
             try:
                 self._fail(failure)
@@ -626,6 +648,11 @@ class TornadoService(RequestHandler):
             self._resultOK = bool(ok)
             if not ok:
                 self._errorMessage = str(result.get("Message", ""))
+        elif isinstance(result, TornadoResponse):
+            shaped = self._replay(methodName, result)
+            if shaped is not None:
+                self._sendShaped(methodName, shaped[0], strip, shaped[1])
+            return
         try:
             body = _encodeAnswer(result) if strip else encode(result)
         except EncodeError as exc:
@@ -649,10 +676,163 @@ class TornadoService(RequestHandler):
         self.set_header("Content-Type", _JSON)
         self.finish(encode(stripCallStacks(failure.result)))
 
-    async def _sendRaw(self, value: Any) -> None:
+    # ---------------------------------------------------------------------------------------------------
+    # answers shaped by handler code: TornadoResponse and finish_<method> (never on the path of a plain result)
+    async def _complete(self, info: MethodInfo, result: Any, raw: bool) -> None:
+        """Answer a call whose method has a ``finish_<method>``, or that returned a TornadoResponse in a
+        ``rawContent`` call: run the handler's code on the loop, then write what it left to write."""
+        if isinstance(result, TornadoResponse):  # replayed, and finish_ not called (DIRAC's order)
+            shaped = self._replay(info.name, result)
+        else:
+            shaped = await self._runFinisher(info, result)
+        if shaped is None:
+            return
+        value, contentType = shaped
+        if raw and not (isinstance(value, dict) and not _isStreamableOK(value)) and not isinstance(value, TornadoResponse):
+            await self._sendRaw(value["Value"] if isinstance(value, dict) else value, contentType or _OCTET)
+        else:
+            self._sendShaped(info.name, value, info.stripResult, contentType)
+
+    async def _completeFromWorker(self, info: MethodInfo, result: Any) -> None:
+        """:meth:`_complete` for a call answered from a worker's completion (failures handled as there)."""
+        try:
+            await self._complete(info, result, False)
+        except _RequestFailed as failure:
+            try:
+                self._fail(failure)
+            except Exception as exc:
+                self._answerUnexpected(exc)
+        except (Exception, asyncio.CancelledError) as exc:
+            self._answerUnexpected(exc)
+        finally:
+            self._completion = None
+
+    def _replay(self, methodName: str, response: TornadoResponse) -> Optional[tuple[Any, Optional[str]]]:
+        """Replay the recorded calls of ``response``; ``(payload, explicit Content-Type or None)`` when the
+        payload is still to be written, None when the answer is complete."""
+        payload = response.payload
+        self._expectShapedAnswer(lambda: payload)
+        try:
+            replayActions(response, self)
+        except ActionFailed as exc:
+            return self._handlerCodeFailed(methodName, f"the recorded call {exc.action}()", exc.error, traceback=False)
+        if self._finished:
+            return None
+        if self._write_buffer or self._headers_written:  # a recorded write(): the body is the handler's
+            if payload is not None:
+                return self._handlerCodeFailed(
+                    methodName, "TornadoResponse", ValueError("recorded write() calls and a payload: one body only"), traceback=False
+                )
+            self.finish()
+            return None
+        return payload, self._explicitContentType()
+
+    async def _runFinisher(self, info: MethodInfo, result: Any) -> Optional[tuple[Any, Optional[str]]]:
+        """Call ``finish_<method>`` with the result on ``self.result``; ``(self.result, explicit Content-Type)``
+        when it returned without finishing the answer (the default writing follows), else None."""
+        try:
+            self.result = stripCallStacks(result) if info.stripResult else result
+        except EncodeError as exc:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {info.name}: the result cannot be encoded: {exc}")) from None
+        self._expectShapedAnswer(lambda: self.result)
+        try:
+            outcome = info.finisher(self)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:
+            return self._handlerCodeFailed(info.name, f"finish_{info.name}", exc, traceback=True)
+        if self._finished:
+            return None
+        if self._write_buffer or self._headers_written:  # it wrote a body without finishing: end it as is
+            self.finish()
+            return None
+        return self.result, self._explicitContentType()
+
+    def _handlerCodeFailed(self, methodName: str, what: str, exc: Exception, traceback: bool) -> None:
+        """Handler code run on the loop raised: log it, answer 500 if nothing was sent yet (else close)."""
+        runtime = self._runtime
+        where = f"({self.srv_getFormattedRemoteCredentials()}) {runtime.name}.{methodName}"
+        if traceback:
+            runtime.log.exception(f"Server error while serving {methodName}: {what} failed", where, lException=exc)
+        else:
+            runtime.log.error(f"Server error while serving {methodName}: {what} failed", f"{where}: {type(exc).__name__}: {exc}")
+        message = f"Server error while serving {methodName}: {what} failed: {type(exc).__name__}: {exc}"
+        if self._finished or self._headers_written:
+            self._resultOK = False
+            self._errorMessage = message
+            if not self._finished:  # the status line is gone: an incomplete answer is the only signal left
+                self.request.connection.stream.close()
+            return None
+        self.clear()  # nothing of what the handler code set goes out with the error
+        raise _RequestFailed(500, S_ERROR(message))
+
+    def _expectShapedAnswer(self, value: Any) -> None:
+        """Handler code may finish the answer itself (the access line is written inside ``finish()``): give
+        this request an ``on_finish`` that first sets the OK/ERROR of the line from ``value()`` and the status."""
+        self._shapedValue = value
+        self.on_finish = self._onShapedFinish  # type: ignore[method-assign]  # this instance only
+
+    def _onShapedFinish(self) -> None:
+        if self._resultOK is None:  # not written by the server (_sendShaped, write_error set it)
+            self._noteOutcome(self._shapedValue())
+        type(self).on_finish(self)
+
+    def _noteOutcome(self, value: Any) -> None:
+        """OK/ERROR of the access line for an answer the handler code completed itself."""
+        if self._status_code >= 400:
+            self._resultOK = False
+            if not self._errorMessage:
+                self._errorMessage = f"{self._status_code} {self._reason}"
+        elif type(value) is dict and "OK" in value:
+            self._resultOK = bool(value["OK"])
+            if not value["OK"]:
+                self._errorMessage = str(value.get("Message", ""))
+        else:
+            self._resultOK = True
+
+    def _explicitContentType(self) -> Optional[str]:
+        """The Content-Type handler code set, None when it is still Tornado's default (or was removed).
+
+        Tornado's default is the value ``clear()`` sets; handler code that sets that same value explicitly
+        cannot be told apart and gets the JSON type (it is the wrong type for a JSON body anyway).
+        """
+        value = self._headers.get("Content-Type")
+        return None if value is None or value == _TORNADO_DEFAULT_TYPE else value
+
+    def _sendShaped(self, methodName: str, result: Any, strip: bool, contentType: Optional[str]) -> None:
+        """:meth:`_sendResult` after handler code ran: a Content-Type it set explicitly is kept, and the body is
+        not gzipped when it set a Content-Encoding."""
+        if isinstance(result, TornadoResponse):
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: a TornadoResponse cannot be the payload of another"))
+        if result is None:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the method returned None instead of S_OK/S_ERROR"))
+        if type(result) is dict:
+            ok = result.get("OK")
+            self._resultOK = bool(ok)
+            if not ok:
+                self._errorMessage = str(result.get("Message", ""))
+        try:
+            body = _encodeAnswer(result) if strip else encode(result)
+        except EncodeError as exc:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
+        if contentType is None:
+            self.set_header("Content-Type", _JSON)
+        if (
+            len(body) >= _GZIP_MIN_LENGTH
+            and self._runtime.settings.compressResponse
+            and "Content-Encoding" not in self._headers
+            and "gzip" in self.request.headers.get("Accept-Encoding", "")
+        ):
+            self.set_header("Content-Encoding", "gzip")
+            self.add_header("Vary", "Accept-Encoding")
+            self.finish(gzip.compress(body.encode("utf-8"), compresslevel=_GZIP_LEVEL, mtime=0))
+            return
+        self.finish(body)
+
+    async def _sendRaw(self, value: Any, contentType: str = _OCTET) -> None:
         """``rawContent`` answer: bytes, str, a file-like object or an (async) iterator of chunks, streamed."""
         self._resultOK = True
-        self.set_header("Content-Type", _OCTET)
+        self.set_header("Content-Type", contentType)
         loop = asyncio.get_running_loop()
         if isinstance(value, str):
             value = value.encode("utf-8")
