@@ -84,6 +84,16 @@ def _parseEntry(entry: str) -> tuple[str, Optional[int]]:
     return name, int(port)
 
 
+def _sectionPort(name: str, section: str) -> Optional[int]:
+    """The ``Port`` option of a component's section, None when absent; ValueError when it is not a number."""
+    csPort = gConfig.getValue(f"{section}/Port", "")
+    if not csPort:
+        return None
+    if not str(csPort).isdigit():
+        raise ValueError(f"{name}: {section}/Port must be a number, not {csPort!r}")
+    return int(csPort)
+
+
 class HandlerManager:
     """Discovers and loads the handler classes of the services a server runs."""
 
@@ -140,11 +150,7 @@ class HandlerManager:
         if name in groups:
             raise ValueError(f"Load groups form a cycle: {' -> '.join(groups + [name])} (see the Load options)")
         if port is None:
-            csPort = gConfig.getValue(f"{section}/Port", "")
-            if csPort:
-                if not str(csPort).isdigit():
-                    raise ValueError(f"{name}: {section}/Port must be a number, not {csPort!r}")
-                port = int(csPort)
+            port = _sectionPort(name, section)
         system, _ = PathFinder.divideFullName(name)
         for member in members:
             memberName, memberPort = _parseEntry(member if "/" in member else f"{system}/{member}")
@@ -191,11 +197,10 @@ class HandlerManager:
         loadSection = PathFinder.getServiceSection(f"{loadSystem}/{loadName}")
         handlerPath = gConfig.getValue(f"{section}/HandlerPath", "") or gConfig.getValue(f"{loadSection}/HandlerPath", "")
         if port is None:
-            csPort = gConfig.getValue(f"{section}/Port", "")
-            if csPort:
-                if not str(csPort).isdigit():
-                    return S_ERROR(f"{name}: {section}/Port must be a number, not {csPort!r}")
-                port = int(csPort)
+            try:
+                port = _sectionPort(name, section)
+            except ValueError as exc:
+                return S_ERROR(str(exc))
 
         if handlerPath:
             modulePath = handlerPath.strip().replace("/", ".")

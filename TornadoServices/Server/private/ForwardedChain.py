@@ -376,8 +376,11 @@ def _headerKey(name: str) -> str:
 
     return next(iter(HTTPHeaders({name: ""}).keys()))
 
-def parseNetworks(value: Union[str, Sequence[str], None]) -> list[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]:
-    """Networks of a comma list of addresses and CIDRs (``127.0.0.1, 10.0.0.0/8, ::1``); ValueError names a bad entry."""
+def parseNetworks(
+    value: Union[str, Sequence[str], None], option: str = "/Systems/Tornado/TrustedProxies"
+) -> list[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]:
+    """Networks of a comma list of addresses and CIDRs (``127.0.0.1, 10.0.0.0/8, ::1``); ValueError names a bad
+    entry and the ``option`` it was read from."""
     if not value:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -389,7 +392,7 @@ def parseNetworks(value: Union[str, Sequence[str], None]) -> list[Union[ipaddres
         try:
             networks.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
-            raise ValueError(f"/Systems/Tornado/TrustedProxies: {entry!r} is not an IP address or CIDR network") from None
+            raise ValueError(f"{option}: {entry!r} is not an IP address or CIDR network") from None
     return networks
 
 

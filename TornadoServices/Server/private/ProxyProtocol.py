@@ -376,17 +376,7 @@ class SenderNetworks:
         """From a comma list (or a list) of addresses and CIDRs, read as ``parseNetworks`` reads TrustedProxies."""
         from TornadoServices.Server.private.ForwardedChain import parseNetworks
 
-        items = value.split(",") if isinstance(value, str) else list(value or ())
-        networks = []
-        for item in items:
-            entry = str(item).strip()
-            if not entry:
-                continue
-            try:
-                networks.extend(parseNetworks([entry]))
-            except ValueError:
-                raise ValueError(f"/Systems/Tornado/ProxyProtocol: {entry!r} is not an IP address or CIDR network") from None
-        return cls(networks)
+        return cls(parseNetworks(value, option="/Systems/Tornado/ProxyProtocol"))
 
     def __bool__(self) -> bool:
         return bool(self.networks)
