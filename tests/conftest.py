@@ -470,6 +470,31 @@ def parseResponseHead(head: bytes) -> tuple[int, dict[str, str]]:
     return int(lines[0].split()[1]), headers
 
 
+def readResponse(sock: Any) -> Optional[tuple[int, dict[str, str], bytes]]:
+    """(status, headers, body) of one HTTP response with Content-Length read from a (TLS) socket, or None when
+    the server closed (or reset) the connection before a whole head arrived."""
+    import ssl
+
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, headers = parseResponseHead(head)
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body[:length]
+
+
 def waitFor(predicate: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.01) -> Any:
     """Poll until ``predicate()`` returns something true, and return it: a bounded wait for a state,
     never a speed assumption. AssertionError naming ``what`` after ``timeout`` seconds.

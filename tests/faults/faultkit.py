@@ -363,26 +363,7 @@ def rpcRequest(path: str, method: str, args: list[Any] = (), headers: Optional[d
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def readResponse(sock: ssl.SSLSocket) -> Optional[tuple[int, dict[str, str], bytes]]:
-    """(status, headers, body) of one HTTP response with Content-Length, or None when the server closed first."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
-            chunk = b""
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, headers = shared.parseResponseHead(head)
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        body += chunk
-    return status, headers, body[:length]
+readResponse = shared.readResponse
 
 
 def decodeBody(body: bytes) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pytest
 
-from tests.conftest import RunningServer, loadCS, makeServerCFG, parseResponseHead, waitFor
+from tests.conftest import RunningServer, loadCS, makeServerCFG, parseResponseHead, readResponse, waitFor
 from TornadoServices.Server.private.ProxyProtocol import makeV1, makeV2
 
 BALANCER = "127.0.0.1"
@@ -71,16 +71,8 @@ def _request(method: str, body: bytes = b"") -> bytes:
 
 def _answer(sock: Any) -> Optional[int]:
     """Status of one HTTP answer, None when the server closed (or reset) first."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        try:
-            chunk = sock.recv(65536)
-        except (ConnectionResetError, ssl.SSLError, BrokenPipeError):
-            chunk = b""
-        if not chunk:
-            return None
-        data += chunk
-    return parseResponseHead(data.split(b"\r\n\r\n", 1)[0])[0]
+    answer = readResponse(sock)
+    return None if answer is None else answer[0]
 
 
 def _pingThrough(port: int, header: bytes, pki: Any, source: str = BALANCER) -> int:
