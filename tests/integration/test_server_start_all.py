@@ -154,36 +154,37 @@ def test_unimportable_handler_exits_1(cfgFile, env):
     assert "Framework/Dummy: no handler module found" in server.text
 
 
-def test_master_configuration_service_is_refused(cfgFile, env):
-    options = [
-        "-o", "/DIRAC/Configuration/Master=yes",
-        "-o", "/Systems/Configuration/Services/Server/Protocol=https",
-    ]
-    server = _run(["--cfg", cfgFile, "--port", "0", *options], env)
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (  # the master CS must run alone
+            {"/DIRAC/Configuration/Master": "yes", "/Systems/Configuration/Services/Server/Protocol": "https"},
+            "tornado-start-CS",
+        ),
+        (  # ... also when a load group brings it in
+            {
+                "/DIRAC/Configuration/Master": "yes",
+                "/Systems/Framework/Services/Everything/Protocol": "https",
+                "/Systems/Framework/Services/Everything/Load": "Dummy,Configuration/Server",
+            },
+            "tornado-start-CS",
+        ),
+        (
+            {
+                "/Systems/Framework/Services/LoopA/Protocol": "https",
+                "/Systems/Framework/Services/LoopA/Load": "LoopB",
+                "/Systems/Framework/Services/LoopB/Load": "LoopA",
+            },
+            "Load groups form a cycle: Framework/LoopA -> Framework/LoopB -> Framework/LoopA",
+        ),
+    ],
+    ids=["master-cs", "master-cs-in-load-group", "load-group-cycle"],
+)
+def test_refused_service_lists_exit_1(cfgFile, env, options, expected):
+    overrides = [arg for path, value in options.items() for arg in ("-o", f"{path}={value}")]
+    server = _run(["--cfg", cfgFile, "--port", "0", *overrides], env)
     assert server.wait() == 1
-    assert "tornado-start-CS" in server.text
-
-
-def test_master_configuration_service_in_a_load_group_is_refused(cfgFile, env):
-    options = [
-        "-o", "/DIRAC/Configuration/Master=yes",
-        "-o", "/Systems/Framework/Services/Everything/Protocol=https",
-        "-o", "/Systems/Framework/Services/Everything/Load=Dummy,Configuration/Server",
-    ]
-    server = _run(["--cfg", cfgFile, "--port", "0", *options], env)
-    assert server.wait() == 1
-    assert "tornado-start-CS" in server.text
-
-
-def test_load_group_cycle_exits_1_naming_it(cfgFile, env):
-    options = [
-        "-o", "/Systems/Framework/Services/LoopA/Protocol=https",
-        "-o", "/Systems/Framework/Services/LoopA/Load=LoopB",
-        "-o", "/Systems/Framework/Services/LoopB/Load=LoopA",
-    ]
-    server = _run(["--cfg", cfgFile, "--port", "0", *options], env)
-    assert server.wait() == 1
-    assert "Load groups form a cycle: Framework/LoopA -> Framework/LoopB -> Framework/LoopA" in server.text
+    assert expected in server.text
 
 
 @pytest.mark.parametrize("args", [["--port", "abc"], ["--no-such-option"], ["--port", "70000"]])
