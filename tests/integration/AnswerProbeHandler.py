@@ -54,6 +54,14 @@ class AnswerProbeHandler(TornadoService):
         """With rawContent: the payload's bytes are streamed, with the header set."""
         return TornadoResponse(b"raw-bytes").set_header("X-Shaped", "raw")
 
+    def export_writeBody(self) -> TornadoResponse:
+        """Recorded write() calls: the body is the method's, with its own type."""
+        return TornadoResponse().set_header("Content-Type", "text/plain").write("hello ").write("world")
+
+    def export_writeAndPayload(self) -> TornadoResponse:
+        """A recorded write() and a payload: two bodies, refused when replayed."""
+        return TornadoResponse(S_OK("payload")).write("body")
+
     def export_unrecordable(self) -> Any:
         """Records a Tornado hook: refused when recorded, so the method itself fails (500)."""
         return TornadoResponse(S_OK()).post()
@@ -90,6 +98,14 @@ class AnswerProbeHandler(TornadoService):
     def finish_brokenFinisher(self) -> None:
         self.set_header("X-Half", "done")
         raise RuntimeError("finisher exploded")
+
+    def export_partialBody(self) -> dict[str, Any]:
+        return S_OK("not written")
+
+    def finish_partialBody(self) -> None:
+        """Writes a body without finishing: the server only finishes it."""
+        self.set_header("Content-Type", "text/plain")
+        self.write("partial")
 
     def finish_notExported(self) -> None:
         """A finish_ without an export_: not an RPC method."""

@@ -155,6 +155,21 @@ def test_failing_recorded_call_is_a_500_and_the_server_keeps_serving(answers, ca
     _ping(answers)
 
 
+def test_recorded_writes_make_the_body(answers):
+    response = _post(answers, "writeBody")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.text == "hello world"
+
+
+def test_recorded_writes_and_a_payload_are_refused(answers):
+    response = _post(answers, "writeAndPayload")
+    assert response.status_code == 500
+    assert response.headers["Content-Type"] == "application/json"
+    assert "one body only" in _json(response)["Message"]
+    _ping(answers)
+
+
 def test_unrecordable_call_fails_in_the_method(answers):
     response = _post(answers, "unrecordable")
     assert response.status_code == 500
@@ -188,6 +203,13 @@ def test_finisher_that_does_not_finish_gets_the_default_answer(answers):
     assert response.headers["X-Finisher"] == "ran"
     assert response.headers["Content-Type"] == "application/json"
     assert _json(response) == {"OK": True, "Value": "default"}
+
+
+def test_finisher_that_writes_without_finishing_keeps_its_body(answers):
+    response = _post(answers, "partialBody")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.text == "partial"
 
 
 def test_async_finisher_sees_a_stripped_result_and_may_replace_it(answers):
