@@ -603,12 +603,17 @@ class TornadoService(RequestHandler):
                 self._sendResult(info.name, result, info.stripResult)  # a TornadoResponse is replayed there
             else:
                 self._completion = asyncio.get_running_loop().create_task(self._completeFromWorker(info, result))
-        except _RequestFailed as failure:
-            try:
-                self._fail(failure)
-            except Exception as exc:
-                self._answerUnexpected(exc)
         except (Exception, asyncio.CancelledError) as exc:
+            self._answerFailure(exc)
+
+    def _answerFailure(self, exc: BaseException) -> None:
+        """Answer what a call raised: its S_ERROR and status for a refusal, a 500 for anything else."""
+        if isinstance(exc, _RequestFailed):
+            try:
+                self._fail(exc)
+            except Exception as failure:
+                self._answerUnexpected(failure)
+        else:
             self._answerUnexpected(exc)
 
     def _answerUnexpected(self, exc: BaseException) -> None:
@@ -697,13 +702,8 @@ class TornadoService(RequestHandler):
         """:meth:`_complete` for a call answered from a worker's completion (failures handled as there)."""
         try:
             await self._complete(info, result, False)
-        except _RequestFailed as failure:
-            try:
-                self._fail(failure)
-            except Exception as exc:
-                self._answerUnexpected(exc)
         except (Exception, asyncio.CancelledError) as exc:
-            self._answerUnexpected(exc)
+            self._answerFailure(exc)
         finally:
             self._completion = None
 
