@@ -376,6 +376,18 @@ def _headerKey(name: str) -> str:
 
     return next(iter(HTTPHeaders({name: ""}).keys()))
 
+def addressInNetworks(address: str, networks: Sequence[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]) -> bool:
+    """True when the peer ``address`` (an IP, maybe with a ``%zone``) is in one of ``networks``; an IPv4-mapped
+    IPv6 address is matched as IPv4, and anything that is not an IP address is in none."""
+    try:
+        ip: Any = ipaddress.ip_address(str(address).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks if network.version == ip.version)
+
+
 def parseNetworks(
     value: Union[str, Sequence[str], None], option: str = "/Systems/Tornado/TrustedProxies"
 ) -> list[Union[ipaddress.IPv4Network, ipaddress.IPv6Network]]:
@@ -450,14 +462,7 @@ class TrustedProxies:
         known = self._peers.get(address)
         if known is not None:
             return known
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            trusted = False
-        else:
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            trusted = any(ip in network for network in self.networks if network.version == ip.version)
+        trusted = addressInNetworks(address, self.networks)
         if len(self._peers) > 4096:
             self._peers.clear()
         self._peers[address] = trusted

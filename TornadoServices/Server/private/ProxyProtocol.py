@@ -29,6 +29,8 @@ import ipaddress
 import socket
 from typing import Any, Iterable, Optional, Sequence, Union
 
+from TornadoServices.Server.private.ForwardedChain import addressInNetworks, parseNetworks
+
 __all__ = [
     "ProxyProtocolError",
     "ProxyHeader",
@@ -374,8 +376,6 @@ class SenderNetworks:
     @classmethod
     def parse(cls, value: Union[str, Iterable[str], None]) -> "SenderNetworks":
         """From a comma list (or a list) of addresses and CIDRs, read as ``parseNetworks`` reads TrustedProxies."""
-        from TornadoServices.Server.private.ForwardedChain import parseNetworks
-
         return cls(parseNetworks(value, option="/Systems/Tornado/ProxyProtocol"))
 
     def __bool__(self) -> bool:
@@ -389,14 +389,7 @@ class SenderNetworks:
         known = self._known.get(address)
         if known is not None:
             return known
-        try:
-            ip: Any = ipaddress.ip_address(str(address).split("%", 1)[0])
-        except ValueError:
-            listed = False
-        else:
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            listed = any(ip in network for network in self.networks if network.version == ip.version)
+        listed = addressInNetworks(address, self.networks)
         if len(self._known) >= self.CACHE_SIZE:
             self._known.clear()
         self._known[address] = listed
