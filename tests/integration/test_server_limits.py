@@ -135,7 +135,9 @@ def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer)
     sleeper.start()
     try:
         waitFor(lambda: executor.pending == 1, "the sleeping call to occupy the only worker")
-        response = limitedServer.post("add", 1, 2)
+        # Connection: close, so that this call's connection is gone once answered (a held Response may otherwise
+        # keep it open, and it counts against the 3 connections of this server)
+        response = limitedServer.post("add", 1, 2, headers={"Connection": "close"})
         assert response.status_code == 503
         assert "overloaded" in _json(response)["Message"]
         assert limitedServer.call("ping")["OK"]  # async built-ins do not need a worker
@@ -143,6 +145,8 @@ def test_full_worker_pool_answers_503_and_async_methods_still_run(limitedServer)
         handler.wakeUp.set()
         sleeper.join(60)
     assert results["sleep"]["Value"]["wokenUp"] is True
+    # three calls above, three connections: the next one is only accepted once the server has seen them close
+    waitFor(lambda: limitedServer.stats.openConnections == 0, "the connections of the calls above to close")
     assert limitedServer.call("add", 1, 2) == {"OK": True, "Value": 3}
 
 
