@@ -645,7 +645,8 @@ class TornadoService(RequestHandler):
 
     # ---------------------------------------------------------------------------------------------------
     # answers
-    def _sendResult(self, methodName: str, result: Any, strip: bool = True) -> None:
+    def _encodeResult(self, methodName: str, result: Any, strip: bool) -> str:
+        """JSON text of what a method returned (normally an S_OK/S_ERROR), its outcome noted for the access line."""
         if result is None:
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the method returned None instead of S_OK/S_ERROR"))
         if type(result) is dict:
@@ -653,15 +654,18 @@ class TornadoService(RequestHandler):
             self._resultOK = bool(ok)
             if not ok:
                 self._errorMessage = str(result.get("Message", ""))
-        elif isinstance(result, TornadoResponse):
+        try:
+            return _encodeAnswer(result) if strip else encode(result)
+        except EncodeError as exc:
+            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
+
+    def _sendResult(self, methodName: str, result: Any, strip: bool = True) -> None:
+        if type(result) is not dict and isinstance(result, TornadoResponse):
             shaped = self._replay(methodName, result)
             if shaped is not None:
                 self._sendShaped(methodName, shaped[0], strip, shaped[1])
             return
-        try:
-            body = _encodeAnswer(result) if strip else encode(result)
-        except EncodeError as exc:
-            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
+        body = self._encodeResult(methodName, result, strip)
         self.set_header("Content-Type", _JSON)
         if len(body) >= _GZIP_MIN_LENGTH and self._runtime.settings.compressResponse:
             if "gzip" in self.request.headers.get("Accept-Encoding", ""):
@@ -804,17 +808,7 @@ class TornadoService(RequestHandler):
         not gzipped when it set a Content-Encoding."""
         if isinstance(result, TornadoResponse):
             raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: a TornadoResponse cannot be the payload of another"))
-        if result is None:
-            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the method returned None instead of S_OK/S_ERROR"))
-        if type(result) is dict:
-            ok = result.get("OK")
-            self._resultOK = bool(ok)
-            if not ok:
-                self._errorMessage = str(result.get("Message", ""))
-        try:
-            body = _encodeAnswer(result) if strip else encode(result)
-        except EncodeError as exc:
-            raise _RequestFailed(500, S_ERROR(f"Server error while serving {methodName}: the result cannot be encoded: {exc}")) from None
+        body = self._encodeResult(methodName, result, strip)
         if contentType is None:
             self.set_header("Content-Type", _JSON)
         if (
