@@ -68,6 +68,14 @@ def _nameList(value: Any) -> list[str]:
     return _listValue(str(value))
 
 
+def _writeEntity(cfg: CFG, section: str, properties: dict[str, Any], skip: str = "") -> None:
+    """Create ``section`` of a new user, group or host and write its options (all but ``skip``) as CFG text."""
+    ensureSection(cfg, section)
+    for option, value in properties.items():
+        if option != skip:
+            setCFGOption(cfg, f"{section}/{option}", _optionText(value))
+
+
 def _optionText(value: Any) -> str:
     """Return the CFG text of a property value: lists become comma lists, None an empty value."""
     if value is None:
@@ -432,10 +440,7 @@ class CSAPI:
             return self._refuse(what, problem)
 
         def edits(cfg: CFG) -> None:
-            ensureSection(cfg, f"{REGISTRY}/Users/{username}")
-            for option, value in properties.items():
-                if option != "Groups":
-                    setCFGOption(cfg, f"{REGISTRY}/Users/{username}/{option}", _optionText(value))
+            _writeEntity(cfg, f"{REGISTRY}/Users/{username}", properties, skip="Groups")
             for group in groups:
                 self._setGroupMembership(cfg, group, username, True)
 
@@ -514,9 +519,7 @@ class CSAPI:
             return self._refuse(what, problem)
 
         def edits(cfg: CFG) -> None:
-            ensureSection(cfg, f"{REGISTRY}/Groups/{groupname}")
-            for option, value in properties.items():
-                setCFGOption(cfg, f"{REGISTRY}/Groups/{groupname}/{option}", _optionText(value))
+            _writeEntity(cfg, f"{REGISTRY}/Groups/{groupname}", properties)
 
         self._applyEdits(edits)
         sLog.info("Registered group", groupname)
@@ -555,9 +558,7 @@ class CSAPI:
             return self._refuse(what, problem)
 
         def edits(cfg: CFG) -> None:
-            ensureSection(cfg, f"{REGISTRY}/Hosts/{hostname}")
-            for option, value in properties.items():
-                setCFGOption(cfg, f"{REGISTRY}/Hosts/{hostname}/{option}", _optionText(value))
+            _writeEntity(cfg, f"{REGISTRY}/Hosts/{hostname}", properties)
 
         self._applyEdits(edits)
         sLog.info("Registered host", hostname)
