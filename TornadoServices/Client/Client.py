@@ -31,6 +31,7 @@ from TornadoServices.Client.private.TornadoBaseClient import DEFAULT_RPC_TIMEOUT
 from TornadoServices.Client.RPCClientSelector import RPCClientSelector
 from TornadoServices.Client.TornadoClient import TornadoClient
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+from TornadoServices.ConfigurationSystem.Client.Helpers.CSGlobals import getExtensions
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR
 
@@ -168,14 +169,6 @@ def createClient(serviceName: str) -> Callable[[ClientClass], ClientClass]:
     return addFunctions
 
 
-def _searchedPackages() -> list[str]:
-    """Packages holding service handlers, in HandlerManager's order: /DIRAC/Extensions, then TornadoServices."""
-    packages = [ext for ext in gConfig.getValue("/DIRAC/Extensions", []) if ext and ext != "DIRAC"]
-    if "TornadoServices" not in packages:
-        packages.append("TornadoServices")
-    return packages
-
-
 def _packageDirs(package: str) -> list[str]:
     """Directories of ``package`` without importing it: /DIRAC/ExtensionsPath entries, then the import system."""
     top, _, rest = package.partition(".")
@@ -200,7 +193,7 @@ def _packageDirs(package: str) -> list[str]:
 
 def _handlerSources(system: str, handlerName: str, searched: list[str]) -> Iterator[tuple[str, str]]:
     """(module name, file) of each existing ``<package>/<System>System/Service/<handlerName>.py``, in order."""
-    for package in _searchedPackages():
+    for package in getExtensions():
         moduleName = f"{package}.{system}System.Service.{handlerName}"
         searched.append(moduleName)
         for directory in _packageDirs(package):

@@ -32,13 +32,12 @@ from typing import Iterable, Optional, Union
 
 from TornadoServices.ConfigurationSystem.Client import PathFinder
 from TornadoServices.ConfigurationSystem.Client.Config import gConfig
+from TornadoServices.ConfigurationSystem.Client.Helpers.CSGlobals import getExtensions
 from TornadoServices.Core.Logging import gLogger
 from TornadoServices.Core.ReturnValues import S_ERROR, S_OK
 from TornadoServices.Server.TornadoService import TornadoService
 
 __all__ = ["HandlerManager", "HandlerInfo", "getExtensions", "addExtensionsPath"]
-
-BASE_PACKAGE = "TornadoServices"
 
 
 @dataclass
@@ -50,14 +49,6 @@ class HandlerInfo:
     sectionPath: str
     port: Optional[int]
     moduleName: str
-
-
-def getExtensions() -> list[str]:
-    """Packages searched for handlers: ``/DIRAC/Extensions`` in order, then ``TornadoServices``."""
-    extensions = [ext for ext in gConfig.getValue("/DIRAC/Extensions", []) if ext and ext != "DIRAC"]
-    if BASE_PACKAGE not in extensions:
-        extensions.append(BASE_PACKAGE)
-    return extensions
 
 
 def addExtensionsPath() -> list[str]:
